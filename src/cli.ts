@@ -1,0 +1,98 @@
+#!/usr/bin/env bun
+// The wasmnet command (SPEC §8): run the server, or `wasmnet policy check FILE [HOST:PORT …]`.
+import { defineCommand, runMain } from "citty";
+import { createLogger, isLogLevel, type LogLevel } from "./log.ts";
+import { checkDestinations, formatPolicy } from "./policy/check.ts";
+import { loadPolicyFile, PolicyFileError } from "./policy/load.ts";
+import { resolveTarget, systemResolver } from "./net/resolve.ts";
+import { createServer } from "./server/server.ts";
+import { DEFAULT_HOST, DEFAULT_PORT } from "./constants.ts";
+import { VERSION_LINE } from "./version.ts";
+
+function fail(msg: string): never {
+  process.stderr.write(`wasmnet: ${msg}\n`);
+  process.exit(2);
+}
+
+function intArg(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || n < lo || n > hi) fail(`--${name} must be a number ${lo}-${hi}, got "${v}"`);
+  return n;
+}
+
+const policyCheck = defineCommand({
+  meta: { name: "check", description: "Validate a policy file and show what it decides for destinations" },
+  args: {
+    file: { type: "positional", description: "policy TOML file", required: true },
+  },
+  async run({ args }) {
+    let cfg;
+    try {
+      cfg = loadPolicyFile(String(args.file));
+    } catch (e) {
+      fail(e instanceof PolicyFileError ? e.message : String(e));
+    }
+    process.stdout.write(formatPolicy(cfg) + "\n");
+    const dests = (args._ as string[]).slice(0);
+    if (dests.length === 0) return;
+    const resolve = async (name: string) => (await resolveTarget(name, systemResolver, 5000)).addrs;
+    const { lines, anyDenied } = await checkDestinations(cfg, dests, resolve);
+    process.stdout.write(lines.join("\n") + "\n");
+    if (anyDenied) process.exitCode = 1;
+  },
+});
+
+const main = defineCommand({
+  meta: { name: "wasmnet", version: VERSION_LINE, description: "Browser WebAssembly to the real network: TCP, TLS, UDP and DNS over one WebSocket" },
+  args: {
+    host: { type: "string", alias: "H", description: `listen address (default ${DEFAULT_HOST})` },
+    port: { type: "string", alias: "p", description: `listen port (default ${DEFAULT_PORT})` },
+    policy: { type: "string", description: "policy TOML file (--no-policy: allow everything)" },
+    "max-bandwidth-mbps": { type: "string", description: "per-session limit, overrides the policy file" },
+    "pool-idle-secs": { type: "string", description: "enable pooling with this idle timeout" },
+    "pool-per-key": { type: "string", description: "ready connections per target (default 8)" },
+    "tls-ca": { type: "string", description: "extra CA certificates (PEM) for connect_tls" },
+    "log-level": { type: "string", description: "error|warn|info|debug (or WASMNET_LOG)" },
+  },
+  subCommands: { policy: defineCommand({ meta: { name: "policy", description: "Policy file tools" }, subCommands: { check: policyCheck } }) },
+  async run({ args, rawArgs }) {
+    if (rawArgs[0] === "policy") return; // handled by the sub-command
+    const level = args["log-level"] ?? process.env.WASMNET_LOG ?? "info";
+    if (!isLogLevel(level)) fail(`--log-level must be error, warn, info or debug, got "${level}"`);
+    const log = createLogger(level as LogLevel);
+    // citty turns --no-policy into policy === false.
+    const noPolicy = (args.policy as unknown) === false;
+    const policyFile = typeof args.policy === "string" && args.policy !== "" ? args.policy : undefined;
+    let server;
+    try {
+      server = createServer({
+        hostname: args.host ?? DEFAULT_HOST,
+        port: intArg("port", args.port, 0, 65535) ?? DEFAULT_PORT,
+        noPolicy,
+        policy: policyFile,
+        maxBandwidthMbps: intArg("max-bandwidth-mbps", args["max-bandwidth-mbps"], 0, 1e6),
+        poolIdleSecs: intArg("pool-idle-secs", args["pool-idle-secs"], 0, 86400),
+        poolPerKey: intArg("pool-per-key", args["pool-per-key"], 1, 1000),
+        tlsCaFile: args["tls-ca"],
+        logger: log,
+      });
+      await server.listen();
+    } catch (e) {
+      fail(e instanceof Error ? e.message : String(e));
+    }
+    if (noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info("shutting down", { signal });
+      await server.stop();
+      process.exit(0);
+    };
+    process.on("SIGINT", () => void stop("SIGINT"));
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+  },
+});
+
+await runMain(main);

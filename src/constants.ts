@@ -1,0 +1,25 @@
+// Server-side defaults in one place. Protocol wire constants live in src/protocol/constants.ts.
+
+export const DEFAULT_HOST = "0.0.0.0";
+export const DEFAULT_PORT = 9000;
+
+/** Pause target reads while the WebSocket holds more than this toward the browser. */
+export const WS_HIGH_WATERMARK = 1024 * 1024;
+export const WS_LOW_WATERMARK = 256 * 1024;
+/**
+ * Bun drops messages (ws.send() → 0) past this; we pause long before, so reaching it means
+ * something is wrong and the session is closed rather than losing data silently.
+ */
+export const WS_BACKPRESSURE_LIMIT = 64 * 1024 * 1024;
+/**
+ * Messages above max_message_bytes get an ELIMIT error and the session goes on; only messages
+ * above this multiple of it make Bun close the WebSocket (1009), as Bun must buffer them whole.
+ */
+export const HARD_MESSAGE_FACTOR = 4;
+export const DNS_TIMEOUT_MS = 5000;
+/** TLS handshakes share connection_timeout_secs with the TCP connect. */
+export const SHUTDOWN_GRACE_MS = 3000;
+/** Server-assigned ids for accepted connections start here, far above what clients count to. */
+export const SERVER_ID_BASE = 2 ** 52;
+/** How long a stream closed by the client may take to flush its queued bytes to the target. */
+export const CLOSE_FLUSH_MS = 10_000;

@@ -1,0 +1,86 @@
+// Library/CLI options, and turning them into the context every session shares.
+import { readFileSync } from "node:fs";
+import { DNS_TIMEOUT_MS, WS_HIGH_WATERMARK, WS_LOW_WATERMARK } from "./constants.ts";
+import { createLogger, type Logger, type LogLevel } from "./log.ts";
+import { ConnectionPool } from "./net/pool.ts";
+import { systemResolver, type Resolver } from "./net/resolve.ts";
+import { defaultPolicy, loadPolicyFile, unrestrictedPolicy, type PolicyConfig } from "./policy/load.ts";
+import { Metrics } from "./server/metrics.ts";
+import type { SessionContext } from "./session/context.ts";
+
+export interface WasmnetOptions {
+  /** A loaded policy, or the path of a policy TOML file. Default: the built-in safe policy. */
+  policy?: PolicyConfig | string;
+  /** Allow every destination and lift the session limits (memory bounds still hold). */
+  noPolicy?: boolean;
+  /** Overrides the policy's max_bandwidth_mbps. */
+  maxBandwidthMbps?: number;
+  /** Extra trusted CA certificates (PEM text) for connect_tls, added to the public roots. */
+  extraCaPem?: string[];
+  /** A PEM file of extra CA certificates (like --tls-ca). */
+  tlsCaFile?: string;
+  /** Connection pooling: idle seconds (0 = off) and ready connections per destination. */
+  poolIdleSecs?: number;
+  poolPerKey?: number;
+  /** Name resolution; default: the system resolver. Tests inject their own. */
+  resolver?: Resolver;
+  logger?: Logger;
+  logLevel?: LogLevel;
+  /** Bytes queued toward a browser before targets are paused (default 1 MiB). */
+  highWatermark?: number;
+}
+
+export interface ServerOptions extends WasmnetOptions {
+  /** Listen address (default 0.0.0.0). */
+  hostname?: string;
+  /** Listen port (default 9000; 0 picks a free one). */
+  port?: number;
+}
+
+function resolvePolicy(o: WasmnetOptions): PolicyConfig {
+  let p: PolicyConfig;
+  if (o.noPolicy) p = unrestrictedPolicy();
+  else if (typeof o.policy === "string") p = loadPolicyFile(o.policy);
+  else p = o.policy ?? defaultPolicy();
+  if (o.maxBandwidthMbps !== undefined) p = { ...p, maxBandwidthMbps: o.maxBandwidthMbps };
+  if (o.poolIdleSecs !== undefined || o.poolPerKey !== undefined)
+    p = { ...p, pool: { ...p.pool, idleSecs: o.poolIdleSecs ?? p.pool.idleSecs, perKey: o.poolPerKey ?? p.pool.perKey } };
+  return p;
+}
+
+function readCaFiles(files: (string | null | undefined)[]): string[] {
+  const pems: string[] = [];
+  for (const f of files) {
+    if (!f) continue;
+    try {
+      pems.push(readFileSync(f, "utf8"));
+    } catch (e) {
+      throw new Error(`cannot read CA file ${f}: ${(e as Error).message}`);
+    }
+  }
+  return pems;
+}
+
+export function buildContext(o: WasmnetOptions): SessionContext {
+  const policy = resolvePolicy(o);
+  const log = o.logger ?? createLogger(o.logLevel ?? "info");
+  const extraCa = [
+    ...readCaFiles([process.env.NODE_EXTRA_CA_CERTS, policy.tls.caFile, o.tlsCaFile]),
+    ...(o.extraCaPem ?? []),
+  ];
+  const metrics = new Metrics();
+  const high = o.highWatermark ?? WS_HIGH_WATERMARK;
+  const ctx: SessionContext = {
+    policy,
+    resolver: o.resolver ?? systemResolver,
+    metrics,
+    log,
+    extraCa,
+    pool: null,
+    highWatermark: high,
+    lowWatermark: Math.min(WS_LOW_WATERMARK, high / 4),
+    dnsTimeoutMs: Math.min(DNS_TIMEOUT_MS, policy.connectionTimeoutSecs * 1000),
+  };
+  if (policy.pool.idleSecs > 0) ctx.pool = new ConnectionPool(ctx);
+  return ctx;
+}

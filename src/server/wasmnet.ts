@@ -1,0 +1,111 @@
+// The mountable part of wasmnet: an upgrade check and a WebSocket handler to put inside any
+// Bun.serve (SPEC §9), plus the small HTTP routes createServer serves next to it.
+import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
+import { HARD_MESSAGE_FACTOR, WS_BACKPRESSURE_LIMIT } from "../constants.ts";
+import { buildContext, type WasmnetOptions } from "../options.ts";
+import { Session } from "../session/session.ts";
+import type { SessionContext } from "../session/context.ts";
+import { clientScriptResponse } from "./client-asset.ts";
+import { handleMessage, WsTransport, type WsData } from "./ws-transport.ts";
+
+export interface Wasmnet {
+  /** Upgrade a request to a wasmnet session. Returns undefined when upgraded, else the refusal. */
+  upgrade(req: Request, server: Server<WsData>): Response | undefined;
+  websocket: WebSocketHandler<WsData>;
+  /** Serves /healthz, /metrics and /wasmnet-client.js; upgrades everything else. */
+  fetch(req: Request, server: Server<WsData>): Response | undefined | Promise<Response | undefined>;
+  readonly ctx: SessionContext;
+  /** Open WebSockets. */
+  readonly sockets: Set<ServerWebSocket<WsData>>;
+  /** Stop accepting sessions (/healthz turns 503) and close open ones with `code`. */
+  drain(code?: number, reason?: string): void;
+  readonly draining: boolean;
+}
+
+export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
+  const ctx = buildContext(options);
+  const { policy, log, metrics } = ctx;
+  const sockets = new Set<ServerWebSocket<WsData>>();
+  const perIp = new Map<string, number>();
+  let draining = false;
+  const allowedOrigins = policy.server.allowedOrigins;
+  if (allowedOrigins === null)
+    log.warn("no [server] allowed_origins set: any website a visitor opens may use this server", {});
+
+  function refuse(status: number, why: string): Response {
+    log.info("upgrade refused", { status, why });
+    return new Response(why + "\n", { status });
+  }
+
+  const upgrade = (req: Request, server: Server<WsData>): Response | undefined => {
+    if (draining) return refuse(503, "server is shutting down");
+    const origin = req.headers.get("origin");
+    if (allowedOrigins !== null && (origin === null || !allowedOrigins.includes(origin)))
+      return refuse(403, `origin ${origin ?? "(none)"} is not in allowed_origins`);
+    const ip = server.requestIP(req)?.address ?? "unknown";
+    const { maxSessions, maxSessionsPerIp } = policy.limits;
+    if (maxSessions > 0 && metrics.sessions >= maxSessions) return refuse(503, `max_sessions (${maxSessions}) reached`);
+    if (maxSessionsPerIp > 0 && (perIp.get(ip) ?? 0) >= maxSessionsPerIp)
+      return refuse(429, `max_sessions_per_ip (${maxSessionsPerIp}) reached for ${ip}`);
+    const ok = server.upgrade(req, { data: { remote: ip, framing: "json", session: null, transport: null } });
+    return ok ? undefined : refuse(426, "expected a WebSocket upgrade");
+  };
+
+  const maxMessageBytes = policy.limits.maxMessageBytes;
+  const idle = policy.limits.idleTimeoutSecs;
+  const websocket: WebSocketHandler<WsData> = {
+    data: {} as WsData,
+    maxPayloadLength: maxMessageBytes * HARD_MESSAGE_FACTOR,
+    backpressureLimit: WS_BACKPRESSURE_LIMIT,
+    closeOnBackpressureLimit: false,
+    perMessageDeflate: false,
+    // Bun pings at half the timeout, so a live browser is never cut; a vanished one is.
+    idleTimeout: idle > 0 ? Math.min(960, Math.max(8, idle)) : 0,
+    open(ws) {
+      sockets.add(ws);
+      perIp.set(ws.data.remote, (perIp.get(ws.data.remote) ?? 0) + 1);
+      const transport = new WsTransport(ws);
+      ws.data.transport = transport;
+      ws.data.session = new Session(ctx, transport, ws.data.remote);
+    },
+    message(ws, message) {
+      handleMessage(ws, message, maxMessageBytes);
+    },
+    drain(ws) {
+      ws.data.session?.drained();
+    },
+    close(ws) {
+      sockets.delete(ws);
+      const n = (perIp.get(ws.data.remote) ?? 1) - 1;
+      if (n > 0) perIp.set(ws.data.remote, n);
+      else perIp.delete(ws.data.remote);
+      ws.data.session?.destroy();
+      ws.data.session = null;
+    },
+  };
+
+  const fetch = (req: Request, server: Server<WsData>) => {
+    const path = new URL(req.url).pathname;
+    if (req.method === "GET" && req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      if (path === "/healthz") return new Response(draining ? "draining\n" : "ok\n", { status: draining ? 503 : 200 });
+      if (path === "/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      if (path === "/wasmnet-client.js") return clientScriptResponse();
+    }
+    return upgrade(req, server);
+  };
+
+  return {
+    upgrade,
+    websocket,
+    fetch,
+    ctx,
+    sockets,
+    get draining() {
+      return draining;
+    },
+    drain(code = 1001, reason = "server shutting down") {
+      draining = true;
+      for (const ws of sockets) ws.close(code, reason);
+    },
+  };
+}

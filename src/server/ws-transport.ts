@@ -1,0 +1,56 @@
+// The wasmnet protocol over a Bun ServerWebSocket: picks the codec per message (text = JSON,
+// binary = binary framing) and answers in the framing of the latest request (SPEC §5.1).
+import type { ServerWebSocket } from "bun";
+import { decodeBinaryRequest, readId } from "../protocol/binary.ts";
+import { HEADER_BYTES } from "../protocol/constants.ts";
+import { decodeJsonRequest, encodeJsonEvent } from "../protocol/json.ts";
+import { encodeBinaryEvent } from "../protocol/binary.ts";
+import type { Event, Framing } from "../protocol/messages.ts";
+import type { Session, Transport } from "../session/session.ts";
+
+export interface WsData {
+  remote: string;
+  framing: Framing;
+  session: Session | null;
+  transport: WsTransport | null;
+}
+
+export class WsTransport implements Transport {
+  constructor(private readonly ws: ServerWebSocket<WsData>) {}
+
+  send(ev: Event): void {
+    const ws = this.ws;
+    const r = ws.data.framing === "binary" ? ws.sendBinary(encodeBinaryEvent(ev)) : ws.sendText(encodeJsonEvent(ev));
+    // 0 means Bun dropped the message. Targets are paused long before Bun's limit, so this is
+    // a bug or a hostile pattern; losing data silently is not an option, so end the session.
+    if (r === 0 && ws.readyState === 1) ws.close(1011, "outgoing buffer limit reached");
+  }
+  buffered(): number {
+    return this.ws.getBufferedAmount();
+  }
+  pauseInput(): void {
+    this.ws.pause();
+  }
+  resumeInput(): void {
+    if (this.ws.readyState === 1) this.ws.resume();
+  }
+}
+
+/** Decode one WebSocket message and hand it to the session. */
+export function handleMessage(ws: ServerWebSocket<WsData>, message: string | Buffer, maxMessageBytes: number): void {
+  const session = ws.data.session;
+  if (!session) return;
+  if (typeof message === "string") {
+    ws.data.framing = "json";
+    if (message.length > maxMessageBytes)
+      return session.handle({ ok: false, id: 0, code: "ELIMIT", msg: `message of ${message.length} characters exceeds max_message_bytes (${maxMessageBytes})` });
+    session.handle(decodeJsonRequest(message));
+  } else {
+    ws.data.framing = "binary";
+    if (message.length > maxMessageBytes) {
+      const id = message.length >= HEADER_BYTES ? Math.max(0, readId(message)) : 0;
+      return session.handle({ ok: false, id, code: "ELIMIT", msg: `message of ${message.length} bytes exceeds max_message_bytes (${maxMessageBytes})` });
+    }
+    session.handle(decodeBinaryRequest(message));
+  }
+}

@@ -1,0 +1,154 @@
+// Real target servers on loopback for the tests: echo, sink, source, silent.
+import type { TCPSocketListener, Socket } from "bun";
+
+export interface Target {
+  port: number;
+  listener: TCPSocketListener<any>;
+  sockets: Set<Socket<any>>;
+  accepted: number;
+  stop(): void;
+}
+
+/** An echo server that honours backpressure (queues what the client cannot take yet). */
+export function echoServer(hostname = "127.0.0.1"): Target {
+  const sockets = new Set<Socket<{ q: Uint8Array[] }>>();
+  const t: Target = {
+    port: 0,
+    listener: null as never,
+    sockets,
+    accepted: 0,
+    stop: () => {
+      t.listener.stop(true);
+    },
+  };
+  const flush = (s: Socket<{ q: Uint8Array[] }>) => {
+    const q = s.data.q;
+    while (q.length) {
+      const n = s.write(q[0]!);
+      if (n < q[0]!.length) {
+        if (n > 0) q[0] = q[0]!.subarray(n);
+        s.pause();
+        return;
+      }
+      q.shift();
+    }
+    s.resume();
+  };
+  t.listener = Bun.listen<{ q: Uint8Array[] }>({
+    hostname,
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = { q: [] };
+        sockets.add(s);
+        t.accepted++;
+      },
+      data(s, d) {
+        s.data.q.push(d);
+        if (s.data.q.length === 1) flush(s);
+      },
+      drain(s) {
+        flush(s);
+      },
+      close(s) {
+        sockets.delete(s);
+      },
+      error() {},
+    },
+  });
+  t.port = t.listener.port;
+  return t;
+}
+
+/** Accepts and records everything; optionally never reads (paused). */
+export function sinkServer(opts: { paused?: boolean; hostname?: string } = {}) {
+  let received = 0;
+  const sockets = new Set<Socket<undefined>>();
+  let eofs = 0;
+  const listener = Bun.listen({
+    hostname: opts.hostname ?? "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        sockets.add(s);
+        if (opts.paused) s.pause();
+      },
+      data(_s, d) {
+        received += d.length;
+      },
+      end() {
+        eofs++;
+      },
+      close(s) {
+        sockets.delete(s);
+      },
+      error() {},
+    },
+  });
+  return {
+    port: listener.port,
+    sockets,
+    get received() {
+      return received;
+    },
+    get eofs() {
+      return eofs;
+    },
+    stop: () => listener.stop(true),
+  };
+}
+
+/** Sends `bytes` of deterministic data to each connection, honouring backpressure, then closes. */
+export function sourceServer(bytes: number, chunk = 64 * 1024) {
+  const pattern = makePayload(chunk, 7);
+  type St = { left: number };
+  const write = (s: Socket<St>) => {
+    while (s.data.left > 0) {
+      const n = Math.min(chunk, s.data.left);
+      const w = s.write(pattern.subarray(0, n));
+      if (w <= 0) return;
+      s.data.left -= w;
+      if (w < n) return;
+    }
+    s.end();
+  };
+  const listener = Bun.listen<St>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = { left: bytes };
+        write(s);
+      },
+      drain: write,
+      data() {},
+      error() {},
+    },
+  });
+  return { port: listener.port, stop: () => listener.stop(true), pattern };
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so two sides can agree on content. */
+export function makePayload(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed * 2654435761 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+export function sha256(b: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(b).digest("hex");
+}
+
+/** A port with nothing listening on it (bound then released). */
+export function freePort(): number {
+  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = l.port;
+  l.stop(true);
+  return p;
+}

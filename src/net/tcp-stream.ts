@@ -62,13 +62,13 @@ export class TcpStream {
   }
 
   /** The connection (and TLS handshake) is up: flush what the client sent meanwhile. */
-  attach(socket: Socket<TcpStream>): void {
+  attach(socket: Socket<TcpStream>, announce = true): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.socket = socket;
     this.state = "open";
     socket.setNoDelay(true);
-    this.owner.opened(this);
+    if (announce) this.owner.opened(this);
     if (this.pauseMask) socket.pause();
     this.flush();
   }

@@ -1,16 +1,20 @@
-// One browser session (one WebSocket, or later one Wisp connection): the id table, the limits,
-// and the dispatch of requests to the socket layer. Transport-agnostic: it receives decoded
+// One browser session (one WebSocket, or one Wisp connection): the id table, the limits, and
+// the dispatch of requests to the socket layer. Transport-agnostic: it receives decoded
 // requests and emits events through a Transport; the codec is the transport's business.
 import tls from "node:tls";
 import { SERVER_ID_BASE } from "../constants.ts";
 import { TokenBucket } from "../limits/token-bucket.ts";
+import { pickDestination, type Destination } from "../net/destination.ts";
+import { TcpListener, type ListenerOwner } from "../net/listener.ts";
 import { resolveTarget, ResolveError } from "../net/resolve.ts";
-import { PAUSE_BACKPRESSURE, PAUSE_BANDWIDTH, TcpStream, tcpHandlers, tlsHandlers, type StreamOwner } from "../net/tcp-stream.ts";
-import { canonicalIp, normalizeName } from "../policy/address.ts";
-import { chooseAddress, decideName, type Decision } from "../policy/decide.ts";
+import { PAUSE_BACKPRESSURE, PAUSE_BANDWIDTH, TcpStream, tcpHandlers, tlsHandlers } from "../net/tcp-stream.ts";
+import { UdpRelay, type UdpOwner } from "../net/udp-relay.ts";
+import { canonicalIp, formatHostPort, normalizeName } from "../policy/address.ts";
+import { decideBind } from "../policy/bind.ts";
+import { decideAddress, decideName, filterResolved, type Decision } from "../policy/decide.ts";
+import { portAllowed } from "../policy/ports.ts";
 import { FEATURES, MAX_ID, PROTOCOL_VERSION, type ErrorCode } from "../protocol/constants.ts";
 import type { Decoded, Event, Request } from "../protocol/messages.ts";
-import type { SocketKind } from "../server/metrics.ts";
 import type { SessionContext } from "./context.ts";
 
 /** How a session talks back; the WebSocket glue (or a Wisp adapter) implements it. */
@@ -24,23 +28,21 @@ export interface Transport {
   resumeInput(): void;
 }
 
-/** Anything a client id can name. */
-export interface Resource {
-  readonly id: number;
-  readonly kind: SocketKind;
-}
+type Resource = TcpStream | UdpRelay | TcpListener;
 
 let sessionCounter = 0;
 let caBundle: { extra: string[]; ca: string[] } | null = null;
 
-export class Session implements StreamOwner {
+export class Session implements ListenerOwner, UdpOwner {
   readonly sid = (++sessionCounter).toString(36) + "-" + Math.random().toString(36).slice(2, 8);
   version = 1;
   flow = false;
   halfClose = false;
   private started = false;
   closed = false;
-  private readonly resources = new Map<number, TcpStream | Resource>();
+  private readonly resources = new Map<number, Resource>();
+  /** Ids whose open (DNS, policy, bind) is still in progress: they count as in use. */
+  private readonly pending = new Set<number>();
   /** Streams paused because the WebSocket toward the browser is full. */
   private readonly backpressured = new Set<TcpStream>();
   private readonly bucket: TokenBucket;
@@ -85,19 +87,22 @@ export class Session implements StreamOwner {
         return this.openStream(req, "tcp");
       case "connect_tls":
         return this.openStream(req, "tls");
+      case "connect_udp":
+        return void this.openUdp(req);
+      case "bind":
+        return this.bind(req);
+      case "listen":
+        return this.listen(req.id, req.backlog);
       case "send":
         return this.send(req.id, req.data);
+      case "send_to":
+        return void this.sendTo(req);
       case "close":
         return this.close(req.id);
       case "shutdown":
         return this.shutdown(req.id);
       case "resolve":
         return void this.resolve(req.id, req.name);
-      case "connect_udp":
-      case "send_to":
-      case "bind":
-      case "listen":
-        return this.error(req.id, "EBADREQ", `${req.op} is not supported yet`);
     }
   }
 
@@ -112,7 +117,7 @@ export class Session implements StreamOwner {
       ev: "hello",
       id: 0,
       version: this.version,
-      features: FEATURES.filter((f) => req.features.includes(f)),
+      features: this.version >= 2 ? FEATURES.filter((f) => req.features.includes(f)) : [],
       window: this.window,
       limits: {
         max_connections: p.maxConnections,
@@ -125,17 +130,28 @@ export class Session implements StreamOwner {
 
   /** Checks shared by every request that creates something under a new id. */
   private claim(id: number): boolean {
-    if (this.resources.has(id)) {
+    if (this.resources.has(id) || this.pending.has(id)) {
       this.error(id, "EIDINUSE", `id ${id} is already in use in this session`);
       return false;
     }
-    const max = this.ctx.policy.maxConnections;
-    if (max > 0 && this.resources.size >= max) {
-      this.error(id, "ELIMIT", `max_connections (${max}) reached for this session`);
+    if (!this.hasRoom()) {
+      this.error(id, "ELIMIT", `max_connections (${this.ctx.policy.maxConnections}) reached for this session`);
       return false;
     }
     return true;
   }
+
+  private hasRoom(): boolean {
+    const max = this.ctx.policy.maxConnections;
+    return max === 0 || this.resources.size + this.pending.size < max;
+  }
+
+  private destination(host: string, port: number): Promise<Destination> {
+    const { policy, resolver, dnsTimeoutMs } = this.ctx;
+    return pickDestination(policy.rules, resolver, dnsTimeoutMs, host, port);
+  }
+
+  // ---- TCP / TLS ----
 
   private openStream(req: { id: number; addr: string; port: number }, kind: "tcp" | "tls"): void {
     if (!this.claim(req.id)) return;
@@ -148,34 +164,20 @@ export class Session implements StreamOwner {
   }
 
   private async dial(stream: TcpStream, host: string, port: number, useTls: boolean): Promise<void> {
-    const rules = this.ctx.policy.rules;
-    const op = useTls ? "connect_tls" : "connect";
-    // A name refused by a name rule is refused before anything is looked up.
-    if (canonicalIp(host) === null) {
-      const byName = decideName(rules, normalizeName(host), port);
-      if (!byName.allowed) return this.deny(stream, byName);
+    const dest = await this.destination(host, port);
+    if (stream.state !== "connecting") return; // closed or timed out meanwhile
+    if (!dest.ok) {
+      if (dest.denied) return this.deny(stream.id, dest.denied, formatHostPort(host, port), stream);
+      return stream.fail(dest.code, `${useTls ? "connect_tls" : "connect"} ${formatHostPort(host, port)}: ${dest.msg}`);
     }
-    let name: string | null = null;
-    let addrs: string[];
-    try {
-      ({ name, addrs } = await resolveTarget(host, this.ctx.resolver, this.ctx.dnsTimeoutMs));
-    } catch (e) {
-      if (stream.state !== "connecting") return;
-      const err = e instanceof ResolveError ? e : new ResolveError("ENOTFOUND", String(e));
-      return stream.fail(err.code, `${op} ${host}:${port}: ${err.message}`);
-    }
-    if (stream.state !== "connecting") return;
-    const choice = chooseAddress(rules, name, addrs, port);
-    if (choice.addr === null) return this.deny(stream, choice.decision);
-    stream.target = { name, addr: choice.addr, port, rule: choice.decision.rule };
-    const tlsOptions = useTls ? this.tlsOptions(name) : undefined;
+    stream.target = { name: dest.name, addr: dest.addr, port, rule: dest.rule };
     Bun.connect<TcpStream>({
-      hostname: choice.addr, // the canonical IP that passed, never the name (no rebinding gap)
+      hostname: dest.addr, // the canonical IP that passed, never the name (no rebinding gap)
       port,
       data: stream,
       allowHalfOpen: this.halfClose,
       socket: useTls ? tlsHandlers : tcpHandlers,
-      tls: tlsOptions,
+      tls: useTls ? this.tlsOptions(dest.name) : undefined,
     }).catch(() => {}); // failures arrive through connectError
   }
 
@@ -184,58 +186,218 @@ export class Session implements StreamOwner {
     if (caBundle === null || caBundle.extra !== extra) caBundle = { extra, ca: [...tls.rootCertificates, ...extra] };
     return {
       rejectUnauthorized: true,
+      // SNI and the certificate check use the name asked for; an IP literal is checked against IP SANs.
       ...(name !== null ? { serverName: name } : {}),
       ...(extra.length > 0 ? { ca: caBundle.ca } : {}),
     };
   }
 
-  private deny(stream: TcpStream, d: Decision): void {
-    stream.state = "closed";
-    clearTimeout(stream.timer);
-    this.forget(stream);
-    this.ctx.metrics.sockets[stream.kind]--;
+  /** A policy refusal: `denied` (never `error`), counted and logged with the rule. */
+  private deny(id: number, d: Decision, target: string, stream?: TcpStream): void {
+    if (stream) {
+      stream.state = "closed";
+      clearTimeout(stream.timer);
+      this.forget(stream);
+      this.ctx.metrics.sockets[stream.kind]--;
+    }
     this.ctx.metrics.denied(d.rule);
-    this.ctx.log.info("denied", { session: this.sid, id: stream.id, target: `${stream.target.addr}:${stream.target.port}`, rule: d.rule, reason: d.reason });
-    this.transport.send({ ev: "denied", id: stream.id, msg: d.reason });
+    this.ctx.log.info("denied", { session: this.sid, id, target, rule: d.rule, reason: d.reason });
+    this.transport.send({ ev: "denied", id, msg: d.reason });
   }
 
   private send(id: number, data: Uint8Array): void {
     const r = this.resources.get(id);
-    if (!(r instanceof TcpStream)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `send: id ${id} is a ${r.kind}` : `send: unknown id ${id}`);
+    if (r instanceof UdpRelay) return this.sendDatagram(r, data, r.peer.addr, r.peer.port);
+    if (!(r instanceof TcpStream)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `send: id ${id} is a listener` : `send: unknown id ${id}`);
     this.ctx.metrics.bytesUp += data.length;
     const problem = r.write(data);
-    if (problem) {
-      r.fail("ELIMIT", `${r.where}: ${problem}`);
-      return;
-    }
+    if (problem) return r.fail("ELIMIT", `${r.where}: ${problem}`);
     this.throttleInput(data.length);
-  }
-
-  private close(id: number): void {
-    const r = this.resources.get(id);
-    if (!r) return this.error(id, "EBADID", `close: unknown id ${id}`);
-    if (r instanceof TcpStream) {
-      this.forget(r);
-      this.transport.send({ ev: "closed", id });
-      r.closeByClient();
-    }
   }
 
   private shutdown(id: number): void {
     const r = this.resources.get(id);
-    if (!(r instanceof TcpStream)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `shutdown: id ${id} is a ${r.kind}` : `shutdown: unknown id ${id}`);
+    if (!(r instanceof TcpStream)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `shutdown: id ${id} is not a stream` : `shutdown: unknown id ${id}`);
     if (!this.halfClose) return this.error(id, "EBADREQ", "shutdown needs the half_close feature (send hello first)");
     r.shutdown();
   }
 
-  private async resolve(id: number, host: string): Promise<void> {
-    if (this.resources.has(id)) return this.error(id, "EIDINUSE", `id ${id} is already in use in this session`);
+  // ---- UDP ----
+
+  private async openUdp(req: { id: number; addr: string; port: number }): Promise<void> {
+    if (!this.claim(req.id)) return;
+    this.pending.add(req.id);
+    const dest = await this.destination(req.addr, req.port);
+    if (!this.pending.delete(req.id) || this.closed) return; // closed meanwhile
+    const where = formatHostPort(req.addr, req.port);
+    if (!dest.ok) {
+      if (dest.denied) return this.deny(req.id, dest.denied, where);
+      return this.error(req.id, dest.code, `connect_udp ${where}: ${dest.msg}`);
+    }
+    let relay: UdpRelay;
     try {
-      const { addrs } = await resolveTarget(host, this.ctx.resolver, this.ctx.dnsTimeoutMs);
-      if (!this.closed) this.transport.send({ ev: "resolved", id, addrs });
+      relay = await UdpRelay.open(this, req.id, { addr: dest.addr, port: dest.port, name: dest.name, rule: dest.rule });
     } catch (e) {
+      return this.error(req.id, "EINTERNAL", `connect_udp ${where}: ${(e as Error).message}`);
+    }
+    if (this.closed) return relay.close("session closed");
+    this.resources.set(req.id, relay);
+    this.ctx.metrics.sockets.udp++;
+    this.transport.send({ ev: "udp_bound", id: req.id, port: relay.localPort });
+  }
+
+  private async sendTo(req: { id: number; addr: string; port: number; data: Uint8Array }): Promise<void> {
+    const r = this.resources.get(req.id);
+    if (!(r instanceof UdpRelay)) return this.error(req.id, r ? "EBADREQ" : "EBADID", r ? `send_to: id ${req.id} is not a UDP socket` : `send_to: unknown id ${req.id}`);
+    // Every datagram's destination passes the policy; literals need no look-up.
+    const literal = canonicalIp(req.addr);
+    if (literal !== null) {
+      const d = decideAddress(this.ctx.policy.rules, null, literal, req.port);
+      if (!d.allowed) return this.deny(req.id, d, formatHostPort(literal, req.port));
+      return this.sendDatagram(r, req.data, literal, req.port);
+    }
+    const dest = await this.destination(req.addr, req.port);
+    if (r.closed) return;
+    if (!dest.ok) {
+      if (dest.denied) return this.deny(req.id, dest.denied, formatHostPort(req.addr, req.port));
+      return this.error(req.id, dest.code, `send_to ${formatHostPort(req.addr, req.port)}: ${dest.msg}`);
+    }
+    this.sendDatagram(r, req.data, dest.addr, dest.port);
+  }
+
+  private sendDatagram(r: UdpRelay, data: Uint8Array, addr: string, port: number): void {
+    // UDP has no backpressure to apply: over the bandwidth limit a datagram is dropped and counted.
+    if (this.bucket.take(data.length, performance.now()) < data.length && !this.bucket.unlimited) {
+      this.ctx.metrics.udpDropped++;
+      return;
+    }
+    const problem = r.send(data, addr, port);
+    if (problem) return this.error(r.id, problem.includes("exceeds") ? "EBADREQ" : "EHOSTUNREACH", `udp ${problem}`);
+    this.ctx.metrics.bytesUp += data.length;
+  }
+
+  datagram(relay: UdpRelay, data: Uint8Array, addr: string, port: number): void {
+    if (this.bucket.take(data.length, performance.now()) < data.length && !this.bucket.unlimited) {
+      this.ctx.metrics.udpDropped++;
+      return;
+    }
+    this.ctx.metrics.bytesDown += data.length;
+    this.transport.send({ ev: "data_from", id: relay.id, data, addr, port });
+  }
+
+  udpClosed(relay: UdpRelay, reason: string): void {
+    this.ctx.metrics.sockets.udp--;
+    const p = relay.peer;
+    this.audit({ id: relay.id, kind: "udp", name: p.name, addr: p.addr, port: p.port, rule: p.rule, up: relay.up, down: relay.down, started: relay.started, reason });
+  }
+
+  debug(msg: string, fields: Record<string, unknown>): void {
+    this.ctx.log.debug(msg, { session: this.sid, ...fields });
+  }
+
+  // ---- inbound ----
+
+  private bind(req: { id: number; addr: string; port: number }): void {
+    if (!this.claim(req.id)) return;
+    const policy = this.ctx.policy;
+    const d = decideBind(policy, req.addr, req.port);
+    if (!d.allowed) return this.deny(req.id, d, formatHostPort(req.addr, req.port));
+    const addr = canonicalIp(req.addr)!;
+    const listener = new TcpListener(this, req.id, addr);
+    let port: number;
+    try {
+      port = this.listenOnAllowedPort(listener, req.port);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === "EADDRINUSE") return this.error(req.id, "EADDRINUSE", `bind ${formatHostPort(addr, req.port)}: address in use`);
+      return this.error(req.id, "EINTERNAL", `bind ${formatHostPort(addr, req.port)}: ${(e as Error).message}`);
+    }
+    this.resources.set(req.id, listener);
+    this.ctx.metrics.sockets.listener++;
+    this.ctx.log.info("listening", { session: this.sid, id: req.id, addr, port });
+    this.transport.send({ ev: "listening", id: req.id, port });
+  }
+
+  /** Port 0 means "any free port inside bind_ports". */
+  private listenOnAllowedPort(listener: TcpListener, port: number): number {
+    const ranges = this.ctx.policy.bindPorts;
+    const anyPort = ranges.length === 1 && ranges[0]!.lo <= 1024 && ranges[0]!.hi === 65535;
+    if (port !== 0 || anyPort) return listener.listen(port, this.halfClose);
+    const size = ranges.reduce((n, r) => n + r.hi - r.lo + 1, 0);
+    let last: unknown;
+    for (let attempt = 0; attempt < 32; attempt++) {
+      let k = Math.floor(Math.random() * size);
+      const r = ranges.find((r) => (k < r.hi - r.lo + 1 ? true : ((k -= r.hi - r.lo + 1), false)))!;
+      const candidate = r.lo + k;
+      if (!portAllowed(ranges, candidate)) continue;
+      try {
+        return listener.listen(candidate, this.halfClose);
+      } catch (e) {
+        last = e;
+        if ((e as { code?: string }).code !== "EADDRINUSE") throw e;
+      }
+    }
+    throw last ?? Object.assign(new Error("no free port inside bind_ports"), { code: "EADDRINUSE" });
+  }
+
+  private listen(id: number, backlog: number): void {
+    const r = this.resources.get(id);
+    if (!(r instanceof TcpListener)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `listen: id ${id} is not a listener` : `listen: unknown id ${id}`);
+    // Bun's listener has no backlog setting: accepted and advisory (SPEC §5.1).
+    r.backlog = backlog;
+    this.transport.send({ ev: "listening", id, port: r.port });
+  }
+
+  accept(listener: TcpListener, remoteAddr: string, remotePort: number): TcpStream | null {
+    if (this.closed || !this.hasRoom()) {
+      this.ctx.log.info("inbound refused", { session: this.sid, id: listener.id, reason: "max_connections" });
+      return null;
+    }
+    const addr = canonicalIp(remoteAddr) ?? remoteAddr;
+    const id = this.allocateServerId();
+    const stream = new TcpStream(this, id, "inbound", { name: null, addr, port: remotePort, rule: `bind ${listener.id}` });
+    this.resources.set(id, stream);
+    this.ctx.metrics.sockets.inbound++;
+    this.transport.send({ ev: "accepted", id: listener.id, connId: id, remote: formatHostPort(addr, remotePort) });
+    return stream;
+  }
+
+  // ---- resolve ----
+
+  private async resolve(id: number, host: string): Promise<void> {
+    if (this.resources.has(id) || this.pending.has(id)) return this.error(id, "EIDINUSE", `id ${id} is already in use in this session`);
+    const rules = this.ctx.policy.rules;
+    const literal = canonicalIp(host);
+    if (literal === null) {
+      const byName = decideName(rules, normalizeName(host), null);
+      if (!byName.allowed) return this.deny(id, byName, host);
+    }
+    this.pending.add(id);
+    try {
+      const { name, addrs } = await resolveTarget(host, this.ctx.resolver, this.ctx.dnsTimeoutMs);
+      if (!this.pending.delete(id) || this.closed) return;
+      const allowed = name === null ? filterLiteral(rules, addrs[0]!) : filterResolved(rules, name, addrs);
+      if (!allowed.decision.allowed) return this.deny(id, allowed.decision, host);
+      this.transport.send({ ev: "resolved", id, addrs: allowed.addrs });
+    } catch (e) {
+      if (!this.pending.delete(id) || this.closed) return;
       const err = e instanceof ResolveError ? e : new ResolveError("ENOTFOUND", String(e));
       this.error(id, err.code, `resolve ${host}: ${err.message}`);
+    }
+  }
+
+  // ---- close ----
+
+  private close(id: number): void {
+    const r = this.resources.get(id);
+    if (!r) return this.error(id, "EBADID", `close: unknown id ${id}`);
+    this.resources.delete(id);
+    this.transport.send({ ev: "closed", id });
+    if (r instanceof TcpStream) r.closeByClient();
+    else if (r instanceof UdpRelay) r.close("closed by client");
+    else {
+      r.close();
+      this.ctx.metrics.sockets.listener--;
     }
   }
 
@@ -271,8 +433,7 @@ export class Session implements StreamOwner {
   ended(stream: TcpStream, reason: string, code?: ErrorCode, msg?: string): void {
     this.backpressured.delete(stream);
     this.ctx.metrics.sockets[stream.kind]--;
-    const ownsId = this.resources.get(stream.id) === stream;
-    if (ownsId) {
+    if (this.resources.get(stream.id) === stream) {
       this.resources.delete(stream.id);
       if (!this.closed) {
         if (code) this.error(stream.id, code, msg ?? reason);
@@ -280,18 +441,22 @@ export class Session implements StreamOwner {
       }
     }
     const t = stream.target;
+    this.audit({ id: stream.id, kind: stream.kind, name: t.name, addr: t.addr, port: t.port, rule: t.rule, up: stream.up, down: stream.down, started: stream.started, reason });
+  }
+
+  private audit(a: { id: number; kind: string; name: string | null; addr: string; port: number; rule: string; up: number; down: number; started: number; reason: string }): void {
     this.ctx.log.info("stream end", {
       session: this.sid,
-      id: stream.id,
-      kind: stream.kind,
-      name: t.name,
-      addr: t.addr,
-      port: t.port,
-      rule: t.rule,
-      bytes_up: stream.up,
-      bytes_down: stream.down,
-      ms: Math.round(performance.now() - stream.started),
-      reason,
+      id: a.id,
+      kind: a.kind,
+      name: a.name,
+      addr: a.addr,
+      port: a.port,
+      rule: a.rule,
+      bytes_up: a.up,
+      bytes_down: a.down,
+      ms: Math.round(performance.now() - a.started),
+      reason: a.reason,
     });
   }
 
@@ -311,14 +476,20 @@ export class Session implements StreamOwner {
     this.ctx.metrics.sessions--;
     for (const r of [...this.resources.values()]) {
       if (r instanceof TcpStream) r.finish("session closed");
+      else if (r instanceof UdpRelay) r.close("session closed");
+      else {
+        r.close();
+        this.ctx.metrics.sockets.listener--;
+      }
     }
     this.resources.clear();
+    this.pending.clear();
     this.ctx.log.debug("session closed", { session: this.sid });
   }
 
   // ---- helpers ----
 
-  /** Upload bandwidth: stop reading the WebSocket until the bucket is out of debt. */
+  /** Upload bandwidth: stop reading the client until the bucket is out of debt. */
   private throttleInput(bytes: number): void {
     const now = performance.now();
     const wait = this.bucket.consume(bytes, now);
@@ -341,7 +512,7 @@ export class Session implements StreamOwner {
 
   /** A fresh id for a server-created resource, never colliding with a client's. */
   allocateServerId(): number {
-    while (this.resources.has(this.nextServerId)) this.nextServerId++;
+    while (this.resources.has(this.nextServerId) || this.pending.has(this.nextServerId)) this.nextServerId++;
     if (this.nextServerId > MAX_ID) this.nextServerId = SERVER_ID_BASE;
     return this.nextServerId++;
   }
@@ -351,4 +522,9 @@ export class Session implements StreamOwner {
     if (code === "EINTERNAL" || code === "EBADREQ") this.ctx.log.debug("request error", { session: this.sid, id, code, msg });
     if (!this.closed) this.transport.send({ ev: "error", id, code, msg });
   }
+}
+
+function filterLiteral(rules: Parameters<typeof decideAddress>[0], addr: string): { addrs: string[]; decision: Decision } {
+  const decision = decideAddress(rules, null, addr, null);
+  return { addrs: decision.allowed ? [addr] : [], decision };
 }

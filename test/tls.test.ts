@@ -1,0 +1,208 @@
+// connect_tls end to end: real TLS targets on loopback with certificates made by openssl at run
+// time, a real DNS server on loopback so names (and SNI) are what the client asked for.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import tls from "node:tls";
+import { dnsServerResolver } from "../src/net/resolve.ts";
+import { TestClient } from "./helpers/client.ts";
+import { dnsServer, type DnsServer } from "./helpers/dns-server.ts";
+import { startServer } from "./helpers/server.ts";
+import { echoServer, makePayload } from "./helpers/targets.ts";
+import { makePki, tlsTarget, type TestPki, type TlsTarget } from "./helpers/tls.ts";
+
+let pki: TestPki;
+let dns: DnsServer;
+let srv: Awaited<ReturnType<typeof startServer>>;
+const targets: TlsTarget[] = [];
+
+function target(kind: keyof Omit<TestPki, "dir" | "cleanup" | "ca">, opts: Parameters<typeof tlsTarget>[1] = {}): TlsTarget {
+  const t = tlsTarget(pki[kind], opts);
+  targets.push(t);
+  return t;
+}
+
+beforeAll(async () => {
+  pki = makePki();
+  dns = await dnsServer({ "wasmnet.test": ["127.0.0.1"], "a.wasmnet.test": ["127.0.0.1"], "other.test": ["127.0.0.1"] });
+  srv = await startServer({ noPolicy: true, extraCaPem: [pki.ca.cert], resolver: dnsServerResolver([dns.address]) });
+});
+afterAll(async () => {
+  await srv.stop();
+  for (const t of targets) t.stop();
+  dns.stop();
+  pki.cleanup();
+});
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await Bun.sleep(5);
+}
+
+describe.each(["json", "binary"] as const)("%s framing", (framing) => {
+  test("a certificate from the extra CA verifies; SNI is the name asked; echo works", async () => {
+    const t = target("good");
+    const c = await TestClient.open(srv.wsUrl, framing);
+    expect(await c.connect(1, "wasmnet.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 1 });
+    c.send({ op: "send", id: 1, data: enc("over tls") });
+    await c.waitBytes(1, 8);
+    expect(dec(c.received(1))).toBe("over tls");
+    expect(t.sni).toEqual(["wasmnet.test"]);
+    // A wildcard SAN matches a sub-name, and SNI follows the name asked.
+    expect(await c.connect(2, "a.wasmnet.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 2 });
+    await until(() => t.sni.length === 2); // the server's side of the handshake can finish after the client's
+    expect(t.sni).toEqual(["wasmnet.test", "a.wasmnet.test"]);
+    c.send({ op: "close", id: 1 });
+    expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
+    c.close();
+  });
+
+  test("self-signed certificate: ETLS, and no plaintext crosses in either direction", async () => {
+    const t = target("selfSigned", { mode: "greet", greeting: "server secret" });
+    const c = await TestClient.open(srv.wsUrl, framing);
+    // Sent before the handshake: queued, and must be dropped when verification fails.
+    c.send({ op: "connect_tls", id: 1, addr: "wasmnet.test", port: t.port });
+    c.send({ op: "send", id: 1, data: enc("client secret") });
+    const e = await c.next(1);
+    expect(e).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
+    expect((e as { msg: string }).msg).toContain("wasmnet.test");
+    expect((e as { msg: string }).msg).toContain("SELF_SIGNED");
+    await Bun.sleep(100);
+    expect(t.received).toBe(0);
+    expect(c.receivedBytes(1)).toBe(0);
+    expect(c.events.filter((ev) => ev.id === 1)).toEqual([]); // nothing after the error (no closed, no connected)
+    c.close();
+  });
+});
+
+test("the extra CA is added to the public roots, not substituted for them", async () => {
+  const t = target("good");
+  const seen: { tls?: { ca?: string[] } }[] = [];
+  const original = Bun.connect;
+  // Observe the options wasmnet hands to Bun.connect (the connection itself is real).
+  (Bun as { connect: unknown }).connect = (o: (typeof seen)[number]) => {
+    seen.push(o);
+    return original(o as never);
+  };
+  try {
+    const c = await TestClient.open(srv.wsUrl);
+    expect((await c.connect(1, "wasmnet.test", t.port, "connect_tls")).ev).toBe("connected");
+    c.close();
+  } finally {
+    (Bun as { connect: unknown }).connect = original;
+  }
+  expect(seen.length).toBe(1);
+  const ca = seen[0]!.tls?.ca ?? [];
+  expect(tls.rootCertificates.length).toBeGreaterThan(100);
+  const cas = new Set(ca);
+  expect(tls.rootCertificates.every((r) => cas.has(r))).toBe(true);
+  expect(cas.has(pki.ca.cert)).toBe(true);
+});
+
+test("a server without the extra CA refuses the same certificate (ETLS)", async () => {
+  const t = target("good");
+  const plain = await startServer({ noPolicy: true, resolver: dnsServerResolver([dns.address]) });
+  try {
+    const c = await TestClient.open(plain.wsUrl);
+    expect(await c.connect(1, "wasmnet.test", t.port, "connect_tls")).toMatchObject({ ev: "error", code: "ETLS" });
+    c.close();
+  } finally {
+    await plain.stop();
+  }
+});
+
+test("certificate from an unknown CA: ETLS", async () => {
+  const t = target("unknownCa");
+  const c = await TestClient.open(srv.wsUrl);
+  const e = await c.connect(1, "wasmnet.test", t.port, "connect_tls");
+  expect(e).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
+  expect((e as { msg: string }).msg).toContain("UNABLE_TO_VERIFY");
+  expect(t.received).toBe(0);
+  c.close();
+});
+
+test("certificate for another name: ETLS (the name asked is what is verified)", async () => {
+  const t = target("otherName", { mode: "greet" });
+  const c = await TestClient.open(srv.wsUrl);
+  c.send({ op: "connect_tls", id: 1, addr: "wasmnet.test", port: t.port });
+  c.send({ op: "send", id: 1, data: enc("GET / HTTP/1.0\r\n\r\n") });
+  const e = await c.next(1);
+  expect(e).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
+  expect((e as { msg: string }).msg).toContain("ALTNAME");
+  // The same server is fine when asked by the name its certificate carries.
+  expect(await c.connect(2, "other.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 2 });
+  await c.waitBytes(2, 1);
+  await Bun.sleep(50);
+  expect(t.received).toBe(0);
+  expect(c.receivedBytes(1)).toBe(0);
+  c.close();
+});
+
+test("expired certificate: ETLS", async () => {
+  const t = target("expired");
+  const c = await TestClient.open(srv.wsUrl);
+  const e = await c.connect(1, "wasmnet.test", t.port, "connect_tls");
+  expect(e).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
+  expect((e as { msg: string }).msg).toContain("EXPIRED");
+  c.close();
+});
+
+test("a plain TCP server on the TLS port: ETLS, no downgrade", async () => {
+  const echo = echoServer();
+  try {
+    const c = await TestClient.open(srv.wsUrl);
+    c.send({ op: "connect_tls", id: 1, addr: "wasmnet.test", port: echo.port });
+    c.send({ op: "send", id: 1, data: enc("plaintext") });
+    expect(await c.next(1)).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
+    expect(c.receivedBytes(1)).toBe(0);
+    c.close();
+  } finally {
+    echo.stop();
+  }
+});
+
+test("IP literal targets are verified against IP SANs", async () => {
+  const good = target("good");
+  const good6 = target("good", { hostname: "::1" });
+  const noIpSan = target("otherName");
+  const c = await TestClient.open(srv.wsUrl);
+  expect(await c.connect(1, "127.0.0.1", good.port, "connect_tls")).toEqual({ ev: "connected", id: 1 });
+  expect(await c.connect(2, "::1", good6.port, "connect_tls")).toEqual({ ev: "connected", id: 2 });
+  expect(await c.connect(3, "127.0.0.1", noIpSan.port, "connect_tls")).toMatchObject({ ev: "error", id: 3, code: "ETLS" });
+  c.send({ op: "send", id: 2, data: enc("v6") });
+  await c.waitBytes(2, 2);
+  expect(dec(c.received(2))).toBe("v6");
+  c.close();
+});
+
+test("16 MiB through TLS each way intact", async () => {
+  const t = target("good");
+  const c = await TestClient.open(srv.wsUrl, "binary");
+  c.keepEvents = false;
+  expect(await c.connect(1, "wasmnet.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 1 });
+  const total = 16 * 1024 * 1024;
+  const up = new Bun.CryptoHasher("sha256");
+  const down = new Bun.CryptoHasher("sha256");
+  let got = 0;
+  c.onEvent = (e) => {
+    if (e.ev === "data") {
+      down.update(e.data);
+      got += e.data.length;
+    }
+  };
+  let sent = 0;
+  let seed = 1;
+  while (sent < total) {
+    while (sent - got > 512 * 1024) await Bun.sleep(1); // v1 client: stay under stream_buffer_bytes
+    const chunk = makePayload(60_000, seed++).subarray(0, Math.min(60_000, total - sent));
+    c.send({ op: "send", id: 1, data: chunk });
+    up.update(chunk);
+    sent += chunk.length;
+  }
+  const start = Date.now();
+  while (got < total && Date.now() - start < 60_000 && !c.closed) await Bun.sleep(5);
+  expect(got).toBe(total);
+  expect(down.digest("hex")).toBe(up.digest("hex"));
+  expect(t.received).toBe(total);
+  c.close();
+}, 120_000);

@@ -1,0 +1,83 @@
+// Memory stays bounded whatever a client does (SPEC §4.4, §5.1): a client that stops reading
+// pauses the target instead of filling the server; a target that stops reading ends only its
+// own stream with ELIMIT.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { encodeBinaryRequest } from "../src/protocol/binary.ts";
+import { TestClient } from "./helpers/client.ts";
+import { rawWebSocket } from "./helpers/raw-ws.ts";
+import { spawnServer, type Child } from "./helpers/spawn.ts";
+import { echoServer, sinkServer } from "./helpers/targets.ts";
+import type { Socket } from "bun";
+
+let child: Child;
+beforeAll(async () => {
+  child = await spawnServer(["--no-policy"]);
+});
+afterAll(async () => {
+  await child.stop();
+});
+
+test("a client that stops reading while the target floods: server RSS grows < 64 MiB", async () => {
+  // A target that writes as fast as the relay will take it, and counts what it got rid of.
+  let pushed = 0;
+  const chunk = new Uint8Array(256 * 1024).fill(0x5a);
+  const LIMIT = 1024 * 1024 * 1024;
+  const pump = (s: Socket<undefined>) => {
+    while (pushed < LIMIT) {
+      const n = s.write(chunk);
+      if (n <= 0) return;
+      pushed += n;
+      if (n < chunk.length) return;
+    }
+  };
+  const flood = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: pump, drain: pump, data() {}, error() {} } });
+  const ws = await rawWebSocket(child.port);
+  ws.pause(); // never read what the server sends
+  const before = child.rssBytes();
+  ws.sendBinary(encodeBinaryRequest({ op: "connect", id: 1, addr: "127.0.0.1", port: flood.port }));
+  await Bun.sleep(3000);
+  const pushedAfter3s = pushed;
+  await Bun.sleep(1000);
+  const growth = child.rssBytes() - before;
+  // The target is stalled (kernel buffers plus the server's watermark), not streaming into RAM.
+  expect(pushed - pushedAfter3s).toBeLessThan(1024 * 1024);
+  expect(pushed).toBeLessThan(64 * 1024 * 1024);
+  expect(growth).toBeLessThan(64 * 1024 * 1024);
+  // And it flows again once the client reads.
+  ws.resume();
+  const start = Date.now();
+  while (pushed < pushedAfter3s + 32 * 1024 * 1024 && Date.now() - start < 20_000) await Bun.sleep(20);
+  expect(pushed).toBeGreaterThan(pushedAfter3s + 32 * 1024 * 1024);
+  ws.close();
+  flood.stop(true);
+}, 40_000);
+
+test("a target that stops reading while the client floods: ELIMIT on that stream only", async () => {
+  const stuck = sinkServer({ paused: true });
+  const echo = echoServer();
+  const c = await TestClient.open(child.wsUrl, "binary");
+  expect((await c.connect(1, "127.0.0.1", stuck.port)).ev).toBe("connected");
+  expect((await c.connect(2, "127.0.0.1", echo.port)).ev).toBe("connected");
+  const chunk = new Uint8Array(64 * 1024);
+  let err: { ev: string; code?: string; msg?: string } | null = null;
+  void c.next(1, 60_000).then((e) => (err = e as typeof err));
+  let sent = 0;
+  while (!err && sent < 256 * 1024 * 1024) {
+    c.send({ op: "send", id: 1, data: chunk });
+    sent += chunk.length;
+    if (c.ws.bufferedAmount > 4 * 1024 * 1024) await Bun.sleep(5);
+  }
+  const start = Date.now();
+  while (!err && Date.now() - start < 10_000) await Bun.sleep(10);
+  expect(err).not.toBeNull();
+  expect(err!.ev).toBe("error");
+  expect(err!.code).toBe("ELIMIT");
+  expect(err!.msg).toContain("stream_buffer_bytes");
+  // The other stream on the same session keeps flowing.
+  c.send({ op: "send", id: 2, data: new TextEncoder().encode("alive") });
+  await c.waitBytes(2, 5);
+  expect(new TextDecoder().decode(c.received(2))).toBe("alive");
+  c.close();
+  stuck.stop();
+  echo.stop();
+}, 60_000);

@@ -1,0 +1,75 @@
+// The wasmnet command as users run it: flags, logs, the relay, and a clean SIGTERM.
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import { TestClient } from "./helpers/client.ts";
+import { spawnServer } from "./helpers/spawn.ts";
+import { echoServer } from "./helpers/targets.ts";
+import pkg from "../package.json" with { type: "json" };
+
+const cli = join(import.meta.dir, "../src/cli.ts");
+const run = (args: string[], env: Record<string, string> = {}) =>
+  Bun.spawnSync([process.execPath, cli, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+
+test("--version and -v print the package version", () => {
+  for (const flag of ["--version", "-v"]) {
+    const r = run([flag]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString()).toStartWith(pkg.version);
+  }
+});
+
+test("--help lists every option", () => {
+  const out = run(["--help"]).stdout.toString();
+  for (const opt of ["--host", "--port", "--policy", "--max-bandwidth-mbps", "--pool-idle-secs", "--pool-per-key", "--tls-ca", "--log-level"]) expect(out).toContain(opt);
+});
+
+test("bad flag values fail with a message and exit 2", () => {
+  const r = run(["--log-level", "loud", "--port", "0"]);
+  expect(r.exitCode).toBe(2);
+  expect(r.stderr.toString()).toContain("--log-level");
+  const p = run(["--port", "70000"]);
+  expect(p.exitCode).toBe(2);
+  expect(p.stderr.toString()).toContain("--port");
+  const f = run(["--policy", "/nonexistent/policy.toml", "--port", "0"]);
+  expect(f.exitCode).toBe(2);
+  expect(f.stderr.toString()).toContain("/nonexistent/policy.toml");
+});
+
+test("relays, logs JSON lines, and exits 0 on SIGTERM closing sessions with 1001", async () => {
+  const echo = echoServer();
+  const child = await spawnServer(["--no-policy"]);
+  try {
+    const c = await TestClient.open(child.wsUrl);
+    expect((await c.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
+    c.send({ op: "send", id: 1, data: new TextEncoder().encode("via cli") });
+    await c.waitBytes(1, 7);
+    const closed = new Promise<number>((r) => c.ws.addEventListener("close", (e) => r(e.code)));
+    const start = Date.now();
+    const code = await child.stop("SIGTERM");
+    expect(code).toBe(0);
+    expect(Date.now() - start).toBeLessThan(5000);
+    expect(await closed).toBe(1001);
+    for (const line of child.logs().trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
+    expect(child.logs()).toContain('"msg":"stream end"');
+  } finally {
+    echo.stop();
+  }
+});
+
+test("WASMNET_LOG sets the level when --log-level is absent", async () => {
+  const child = await spawnServer([], undefined, { ...(process.env as Record<string, string>), WASMNET_LOG: "debug" });
+  const c = await TestClient.open(child.wsUrl);
+  c.send({ op: "close", id: 77 });
+  await c.next(77);
+  c.close();
+  await Bun.sleep(100);
+  expect(await child.stop()).toBe(0);
+  expect(child.logs()).toContain('"level":"debug"');
+});
+
+test("/healthz answers 200 while serving", async () => {
+  const child = await spawnServer([]);
+  const r = await fetch(`${child.url}/healthz`);
+  expect(r.status).toBe(200);
+  expect(await child.stop("SIGINT")).toBe(0);
+});

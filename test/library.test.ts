@@ -1,0 +1,51 @@
+// The library: wasmnet() mounted inside the user's own Bun.serve, next to a route of its own.
+import { expect, test } from "bun:test";
+import { wasmnet } from "../src/index.ts";
+import { silentLogger } from "../src/log.ts";
+import { TestClient } from "./helpers/client.ts";
+import { echoServer } from "./helpers/targets.ts";
+
+test("wasmnet() mounts next to the application's own routes", async () => {
+  const echo = echoServer();
+  const net = wasmnet({ noPolicy: true, logger: silentLogger });
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    routes: { "/api/hello": new Response("hello from the app") },
+    fetch(req, srv) {
+      if (new URL(req.url).pathname === "/net") return net.upgrade(req, srv);
+      return new Response("not found", { status: 404 });
+    },
+    websocket: net.websocket,
+  });
+  try {
+    expect(await (await fetch(new URL("/api/hello", server.url))).text()).toBe("hello from the app");
+    expect((await fetch(new URL("/elsewhere", server.url))).status).toBe(404);
+    // A plain GET to the mount point is not an upgrade.
+    expect((await fetch(new URL("/net", server.url))).status).toBe(426);
+    const c = await TestClient.open(`ws://127.0.0.1:${server.port}/net`, "binary");
+    expect(await c.connect(1, "127.0.0.1", echo.port)).toEqual({ ev: "connected", id: 1 });
+    c.send({ op: "send", id: 1, data: new TextEncoder().encode("mounted") });
+    await c.waitBytes(1, 7);
+    expect(new TextDecoder().decode(c.received(1))).toBe("mounted");
+    c.close();
+  } finally {
+    net.drain();
+    await server.stop(true);
+    echo.stop();
+  }
+});
+
+test("createServer serves /healthz and turns it 503 while stopping", async () => {
+  const { createServer } = await import("../src/index.ts");
+  const srv = await createServer({ hostname: "127.0.0.1", port: 0, logger: silentLogger }).listen();
+  const url = new URL("/healthz", srv.url);
+  const ok = await fetch(url);
+  expect([ok.status, await ok.text()]).toEqual([200, "ok\n"]);
+  const c = await TestClient.open(`ws://127.0.0.1:${srv.port}/`);
+  const closing = new Promise<number>((r) => c.ws.addEventListener("close", (e) => r(e.code)));
+  srv.handler.drain();
+  expect((await fetch(url)).status).toBe(503);
+  expect(await closing).toBe(1001);
+  await srv.stop();
+});

@@ -1,0 +1,182 @@
+// UDP relay end to end: real UDP peers on loopback (IPv4 and IPv6), per-datagram policy.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { udp } from "bun";
+import { parsePolicy } from "../src/policy/load.ts";
+import type { Event } from "../src/protocol/messages.ts";
+import { TestClient } from "./helpers/client.ts";
+import { startServer } from "./helpers/server.ts";
+import { makePayload } from "./helpers/targets.ts";
+
+interface Peer {
+  port: number;
+  socket: udp.Socket<"uint8array">;
+  /** Datagrams received: payload and the sender's address and port. */
+  got: { data: Uint8Array; addr: string; port: number }[];
+  stop(): void;
+}
+
+/** A UDP peer on loopback; `echo` sends every datagram back to its sender. */
+async function udpPeer(hostname: string, echo = true): Promise<Peer> {
+  const got: Peer["got"] = [];
+  const socket = await Bun.udpSocket({
+    hostname,
+    port: 0,
+    binaryType: "uint8array",
+    socket: {
+      data(s, data, port, addr) {
+        got.push({ data, addr, port });
+        if (echo) s.send(data, port, addr);
+      },
+    },
+  });
+  return { port: socket.port, socket, got, stop: () => socket.close() };
+}
+
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+type DataFrom = Extract<Event, { ev: "data_from" }>;
+
+let srv: Awaited<ReturnType<typeof startServer>>;
+let echo4: Peer;
+let echo6: Peer;
+let echo4b: Peer;
+
+beforeAll(async () => {
+  srv = await startServer({ noPolicy: true });
+  echo4 = await udpPeer("127.0.0.1");
+  echo4b = await udpPeer("127.0.0.1");
+  echo6 = await udpPeer("::1");
+});
+afterAll(async () => {
+  await srv.stop();
+  for (const p of [echo4, echo4b, echo6]) p.stop();
+});
+
+describe.each(["json", "binary"] as const)("%s framing", (framing) => {
+  test("echo over IPv4", async () => {
+    const c = await TestClient.open(srv.wsUrl, framing);
+    c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: echo4.port });
+    const bound = await c.next(1);
+    expect(bound.ev).toBe("udp_bound");
+    expect((bound as { port: number }).port).toBeGreaterThan(0);
+    c.send({ op: "send", id: 1, data: enc("ping4") });
+    const e = (await c.wait((e) => e.ev === "data_from" && e.id === 1)) as DataFrom;
+    expect(dec(e.data)).toBe("ping4");
+    expect(e.addr).toBe("127.0.0.1");
+    expect(e.port).toBe(echo4.port);
+    // The peer saw the relay's socket at the port udp_bound announced.
+    expect(echo4.got.at(-1)!.port).toBe((bound as { port: number }).port);
+    c.close();
+  });
+
+  test("echo over IPv6", async () => {
+    const c = await TestClient.open(srv.wsUrl, framing);
+    c.send({ op: "connect_udp", id: 2, addr: "::1", port: echo6.port });
+    expect((await c.next(2)).ev).toBe("udp_bound");
+    c.send({ op: "send", id: 2, data: enc("ping6") });
+    const e = (await c.wait((e) => e.ev === "data_from" && e.id === 2)) as DataFrom;
+    expect(dec(e.data)).toBe("ping6");
+    expect(e.addr).toBe("::1");
+    expect(e.port).toBe(echo6.port);
+    c.close();
+  });
+});
+
+test("send_to two other peers: both replies arrive, with canonical addresses and ports", async () => {
+  const c = await TestClient.open(srv.wsUrl, "binary");
+  c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: echo4.port });
+  expect((await c.next(1)).ev).toBe("udp_bound");
+  c.send({ op: "send_to", id: 1, addr: "127.0.0.1", port: echo4b.port, data: enc("to-b") });
+  c.send({ op: "send_to", id: 1, addr: "::1", port: echo6.port, data: enc("to-6") });
+  // A non-canonical spelling of an IPv4 address is canonicalised before it is used and reported.
+  c.send({ op: "send_to", id: 1, addr: "::ffff:127.0.0.1", port: echo4.port, data: enc("to-a") });
+  const replies: DataFrom[] = [];
+  for (let i = 0; i < 3; i++) replies.push((await c.wait((e) => e.ev === "data_from" && e.id === 1)) as DataFrom);
+  const seen = replies.map((r) => `${dec(r.data)} ${r.addr} ${r.port}`).sort();
+  expect(seen).toEqual([`to-6 ::1 ${echo6.port}`, `to-a 127.0.0.1 ${echo4.port}`, `to-b 127.0.0.1 ${echo4b.port}`].sort());
+  c.close();
+});
+
+test("a datagram from a peer never sent to is not delivered; a known peer's is", async () => {
+  const stranger = await udpPeer("127.0.0.1", false);
+  const known = await udpPeer("127.0.0.1", false);
+  try {
+    const c = await TestClient.open(srv.wsUrl);
+    c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: known.port });
+    const relayPort = ((await c.next(1)) as { port: number }).port;
+    c.send({ op: "send", id: 1, data: enc("hi") });
+    while (known.got.length === 0) await Bun.sleep(2);
+    stranger.socket.send(enc("unsolicited"), relayPort, "127.0.0.1");
+    // Same address, other port: still a stranger.
+    stranger.socket.send(enc("also unsolicited"), relayPort, "127.0.0.1");
+    await Bun.sleep(100);
+    known.socket.send(enc("reply"), relayPort, "127.0.0.1");
+    const e = (await c.wait((e) => e.ev === "data_from")) as DataFrom;
+    expect(dec(e.data)).toBe("reply");
+    await Bun.sleep(50);
+    expect(c.events.filter((e) => e.ev === "data_from")).toEqual([]);
+    c.close();
+  } finally {
+    stranger.stop();
+    known.stop();
+  }
+});
+
+test("oversize datagram (65,508 bytes) is EBADREQ and not sent; 65,507 bytes go through", async () => {
+  const sink = await udpPeer("127.0.0.1", false);
+  try {
+    const c = await TestClient.open(srv.wsUrl, "binary");
+    c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: sink.port });
+    expect((await c.next(1)).ev).toBe("udp_bound");
+    c.send({ op: "send", id: 1, data: makePayload(65_508) });
+    const e = await c.next(1);
+    expect(e).toMatchObject({ ev: "error", id: 1, code: "EBADREQ" });
+    c.send({ op: "send_to", id: 1, addr: "127.0.0.1", port: sink.port, data: makePayload(65_508) });
+    expect(await c.next(1)).toMatchObject({ ev: "error", id: 1, code: "EBADREQ" });
+    c.send({ op: "send", id: 1, data: makePayload(65_507, 5) });
+    const start = Date.now();
+    while (sink.got.length === 0 && Date.now() - start < 2000) await Bun.sleep(5);
+    expect(sink.got.map((g) => g.data.length)).toEqual([65_507]);
+    c.close();
+  } finally {
+    sink.stop();
+  }
+});
+
+test("send_to a destination the policy denies: denied, nothing sent; allowed peer still works", async () => {
+  const a = await udpPeer("127.0.0.1");
+  const b = await udpPeer("127.0.0.1");
+  const policy = parsePolicy(`[network]\ndeny = []\nallow = ["127.0.0.1:${a.port}"]\n`, "udp-test.toml");
+  const s = await startServer({ policy });
+  try {
+    const c = await TestClient.open(s.wsUrl);
+    c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: a.port });
+    expect((await c.next(1)).ev).toBe("udp_bound");
+    c.send({ op: "send_to", id: 1, addr: "127.0.0.1", port: b.port, data: enc("must not arrive") });
+    const d = await c.next(1);
+    expect(d.ev).toBe("denied");
+    expect((d as { msg: string }).msg).toContain(`127.0.0.1:${b.port}`);
+    // The same socket still reaches the allowed peer.
+    c.send({ op: "send", id: 1, data: enc("allowed") });
+    const e = (await c.wait((e) => e.ev === "data_from")) as DataFrom;
+    expect(dec(e.data)).toBe("allowed");
+    expect(e.port).toBe(a.port);
+    // connect_udp straight at the denied peer is denied too.
+    c.send({ op: "connect_udp", id: 2, addr: "127.0.0.1", port: b.port });
+    expect((await c.next(2)).ev).toBe("denied");
+    await Bun.sleep(50);
+    expect(b.got).toEqual([]);
+    c.close();
+  } finally {
+    await s.stop();
+    a.stop();
+    b.stop();
+  }
+});
+
+test("send and send_to on unknown ids are EBADID", async () => {
+  const c = await TestClient.open(srv.wsUrl);
+  c.send({ op: "send_to", id: 9, addr: "127.0.0.1", port: echo4.port, data: enc("x") });
+  expect(await c.next(9)).toMatchObject({ ev: "error", code: "EBADID" });
+  c.close();
+});

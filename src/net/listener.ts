@@ -29,7 +29,7 @@ export class TcpListener {
       allowHalfOpen,
       data: null,
       socket: {
-        ...tcpHandlers,
+        ...guarded,
         open(socket: Socket<TcpStream | null>) {
           const stream = self.closed ? null : self.owner.accept(self, socket.remoteAddress, remotePort(socket));
           if (!stream) return void socket.terminate();
@@ -52,6 +52,22 @@ export class TcpListener {
     this.listener?.stop(false);
   }
 }
+
+/**
+ * The shared stream handlers, skipping sockets that never got a stream: a refused connection
+ * (limit reached, listener closed) is terminated inside `open` with data still null, and Bun
+ * then runs `error`/`close` on it.
+ */
+const guarded = Object.fromEntries(
+  Object.entries(tcpHandlers).map(([name, fn]) => [
+    name,
+    typeof fn === "function"
+      ? function (this: unknown, socket: Socket<TcpStream | null>, ...rest: unknown[]) {
+          if (socket.data !== null) return (fn as (...a: unknown[]) => unknown).call(this, socket, ...rest);
+        }
+      : fn,
+  ]),
+);
 
 function remotePort(socket: Socket<unknown>): number {
   // Bun exposes the peer port as remotePort on 1.4; fall back to 0 if absent.

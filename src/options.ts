@@ -28,6 +28,12 @@ export interface WasmnetOptions {
   logLevel?: LogLevel;
   /** Bytes queued toward a browser before targets are paused (default 1 MiB). */
   highWatermark?: number;
+  /** Wisp endpoint path (default "/wisp/"); false turns Wisp off. */
+  wispPrefix?: string | false;
+  /** wsproxy endpoint prefix, `<prefix>HOST:PORT` (default "/ws/"; bare /HOST:PORT too); false turns it off. */
+  wsproxyPrefix?: string | false;
+  /** Message of the day for Wisp v2 clients (MOTD extension). */
+  wispMotd?: string;
 }
 
 export interface ServerOptions extends WasmnetOptions {

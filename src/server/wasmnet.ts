@@ -7,6 +7,9 @@ import { Session } from "../session/session.ts";
 import type { SessionContext } from "../session/context.ts";
 import { clientScriptResponse } from "./client-asset.ts";
 import { handleMessage, WsTransport, type WsData } from "./ws-transport.ts";
+import { makeRouter } from "./routes.ts";
+import { openWisp } from "./wisp-transport.ts";
+import { openWsproxy } from "./wsproxy-transport.ts";
 
 export interface Wasmnet {
   /** Upgrade a request to a wasmnet session. Returns undefined when upgraded, else the refusal. */
@@ -29,6 +32,7 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   const perIp = new Map<string, number>();
   let draining = false;
   const allowedOrigins = policy.server.allowedOrigins;
+  const route = makeRouter(options);
   if (allowedOrigins === null)
     log.warn("no [server] allowed_origins set: any website a visitor opens may use this server", {});
 
@@ -42,12 +46,24 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     const origin = req.headers.get("origin");
     if (allowedOrigins !== null && (origin === null || !allowedOrigins.includes(origin)))
       return refuse(403, `origin ${origin ?? "(none)"} is not in allowed_origins`);
+    const r = route(new URL(req.url).pathname);
+    if (r.kind === "bad") return refuse(400, r.why);
     const ip = server.requestIP(req)?.address ?? "unknown";
     const { maxSessions, maxSessionsPerIp } = policy.limits;
     if (maxSessions > 0 && metrics.sessions >= maxSessions) return refuse(503, `max_sessions (${maxSessions}) reached`);
     if (maxSessionsPerIp > 0 && (perIp.get(ip) ?? 0) >= maxSessionsPerIp)
       return refuse(429, `max_sessions_per_ip (${maxSessionsPerIp}) reached for ${ip}`);
-    const ok = server.upgrade(req, { data: { remote: ip, framing: "json", session: null, transport: null } });
+    const data: WsData = { remote: ip, framing: "json", session: null, transport: null, kind: r.kind };
+    let headers: Record<string, string> | undefined;
+    if (r.kind === "wsproxy") data.target = r.target;
+    else if (r.kind === "wisp") {
+      // Any offered subprotocol selects Wisp v2 (as wisp-js's server does); echo one back.
+      const offered = req.headers.get("sec-websocket-protocol");
+      const list = offered ? offered.split(",").map((p) => p.trim()).filter(Boolean) : [];
+      data.wispVersion = list.length > 0 ? 2 : 1;
+      if (list.length > 0) headers = { "Sec-WebSocket-Protocol": list.includes("wisp-v2") ? "wisp-v2" : list[0]! };
+    }
+    const ok = server.upgrade(req, { data, headers });
     return ok ? undefined : refuse(426, "expected a WebSocket upgrade");
   };
 
@@ -64,11 +80,14 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     open(ws) {
       sockets.add(ws);
       perIp.set(ws.data.remote, (perIp.get(ws.data.remote) ?? 0) + 1);
+      if (ws.data.kind === "wisp") return void openWisp(ws, ctx, { version: ws.data.wispVersion ?? 1, motd: options.wispMotd });
+      if (ws.data.kind === "wsproxy") return void openWsproxy(ws, ctx, ws.data.target!);
       const transport = new WsTransport(ws);
       ws.data.transport = transport;
       ws.data.session = new Session(ctx, transport, ws.data.remote);
     },
     message(ws, message) {
+      if (ws.data.adapter) return ws.data.adapter.message(message);
       handleMessage(ws, message, maxMessageBytes);
     },
     drain(ws) {
@@ -79,6 +98,7 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       const n = (perIp.get(ws.data.remote) ?? 1) - 1;
       if (n > 0) perIp.set(ws.data.remote, n);
       else perIp.delete(ws.data.remote);
+      ws.data.adapter?.closing();
       ws.data.session?.destroy();
       ws.data.session = null;
     },

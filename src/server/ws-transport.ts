@@ -7,12 +7,22 @@ import { decodeJsonRequest, encodeJsonEvent } from "../protocol/json.ts";
 import { encodeBinaryEvent } from "../protocol/binary.ts";
 import type { Event, Framing } from "../protocol/messages.ts";
 import type { Session, Transport } from "../session/session.ts";
+import type { WsAdapter } from "./wisp-transport.ts";
+import type { WsproxyTarget } from "./wsproxy-transport.ts";
 
 export interface WsData {
   remote: string;
   framing: Framing;
   session: Session | null;
   transport: WsTransport | null;
+  /** Which protocol this socket speaks, chosen by path at upgrade (SPEC §3). Absent: wasmnet. */
+  kind?: "wasmnet" | "wisp" | "wsproxy";
+  /** Wisp: the version the client asked for (a Sec-WebSocket-Protocol selects v2). */
+  wispVersion?: 1 | 2;
+  /** wsproxy: the target from the path. */
+  target?: WsproxyTarget;
+  /** The Wisp or wsproxy adapter driving this socket. */
+  adapter?: WsAdapter | null;
 }
 
 export class WsTransport implements Transport {

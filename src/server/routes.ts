@@ -1,0 +1,51 @@
+// Which protocol a WebSocket upgrade speaks, from its path (SPEC §3): Wisp on the Wisp prefix,
+// wsproxy on `<prefix>HOST:PORT`, the wasmnet protocol everywhere else.
+import { parseHostPort, type WsproxyTarget } from "./wsproxy-transport.ts";
+
+export const DEFAULT_WISP_PREFIX = "/wisp/";
+export const DEFAULT_WSPROXY_PREFIX = "/ws/";
+
+export type WsRoute =
+  | { kind: "wasmnet" }
+  | { kind: "wisp" }
+  | { kind: "wsproxy"; target: WsproxyTarget }
+  | { kind: "bad"; why: string };
+
+export interface RouteOptions {
+  /** Wisp endpoint (default "/wisp/"); false turns Wisp off. */
+  wispPrefix?: string | false;
+  /** wsproxy endpoint prefix (default "/ws/"); false turns wsproxy off, bare /HOST:PORT included. */
+  wsproxyPrefix?: string | false;
+}
+
+/** "/x" and "x/" and "/x/" all mean "/x/". */
+function normalizePrefix(p: string): string {
+  let s = p.startsWith("/") ? p : "/" + p;
+  if (!s.endsWith("/")) s += "/";
+  return s;
+}
+
+export function makeRouter(o: RouteOptions = {}): (path: string) => WsRoute {
+  const wisp = o.wispPrefix === false ? null : normalizePrefix(o.wispPrefix ?? DEFAULT_WISP_PREFIX);
+  const wsproxy = o.wsproxyPrefix === false ? null : normalizePrefix(o.wsproxyPrefix ?? DEFAULT_WSPROXY_PREFIX);
+  const wispBare = wisp && wisp !== "/" ? wisp.slice(0, -1) : null;
+
+  const target = (rest: string): WsRoute => {
+    const t = rest.includes("/") ? null : parseHostPort(rest);
+    return t ? { kind: "wsproxy", target: t } : { kind: "bad", why: `wsproxy path must end in HOST:PORT, got "${rest}"` };
+  };
+
+  return (path) => {
+    if (wisp !== null) {
+      if (path === wisp || path === wispBare) return { kind: "wisp" };
+      // Wisp servers serve wsproxy under the same prefix (wisp-js, wisp-server-python).
+      if (wsproxy !== null && path.startsWith(wisp) && wisp !== "/") return target(path.slice(wisp.length));
+    }
+    if (wsproxy !== null) {
+      if (path.startsWith(wsproxy) && wsproxy !== "/") return target(path.slice(wsproxy.length));
+      // Bare /HOST:PORT: one segment with a colon. Anything else stays the wasmnet protocol.
+      if (path.length > 1 && path.indexOf("/", 1) < 0 && path.includes(":")) return target(path.slice(1));
+    }
+    return { kind: "wasmnet" };
+  };
+}

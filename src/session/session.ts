@@ -171,6 +171,11 @@ export class Session implements ListenerOwner, UdpOwner {
       return stream.fail(dest.code, `${useTls ? "connect_tls" : "connect"} ${formatHostPort(host, port)}: ${dest.msg}`);
     }
     stream.target = { name: dest.name, addr: dest.addr, port, rule: dest.rule };
+    const pool = this.ctx.pool; // plain TCP only; asked with the address the policy just approved
+    if (!useTls && pool) {
+      if (pool.take(stream, dest.addr, port, this.halfClose)) return;
+      pool.noteUse(dest.addr, port);
+    }
     Bun.connect<TcpStream>({
       hostname: dest.addr, // the canonical IP that passed, never the name (no rebinding gap)
       port,

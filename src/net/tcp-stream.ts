@@ -212,6 +212,12 @@ export class TcpStream {
   /** Bun's close handler: the socket is gone. */
   onClose(err?: Error): void {
     if (this.state === "closed") return;
+    // After our shutdown(), Bun reports the peer's FIN as a plain close without running `end`
+    // [exp]: it is still the target's half-close, and a half_close client is owed its `end`.
+    if (!err && this.localFin && !this.remoteFin && this.state === "open") {
+      this.remoteFin = true;
+      this.owner.remoteEnded(this);
+    }
     const reason = err ? `socket error: ${err.message}` : this.remoteFin ? "target closed" : "connection closed";
     this.state = "closed";
     clearTimeout(this.timer);

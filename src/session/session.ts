@@ -31,6 +31,8 @@ export interface Transport {
 type Resource = TcpStream | UdpRelay | TcpListener;
 
 let sessionCounter = 0;
+/** idle_timeout_secs bookkeeping: bytes moved and when that count last changed. */
+const idleMarks = new WeakMap<TcpStream | UdpRelay, { bytes: number; at: number }>();
 let caBundle: { extra: string[]; ca: string[] } | null = null;
 
 export class Session implements ListenerOwner, UdpOwner {
@@ -48,6 +50,7 @@ export class Session implements ListenerOwner, UdpOwner {
   private readonly bucket: TokenBucket;
   private inputPausedUntil = 0;
   private nextServerId = SERVER_ID_BASE;
+  private idleSweep: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     readonly ctx: SessionContext,
@@ -55,6 +58,11 @@ export class Session implements ListenerOwner, UdpOwner {
     readonly remote: string,
   ) {
     this.bucket = TokenBucket.forMbps(ctx.policy.maxBandwidthMbps);
+    const idleSecs = ctx.policy.limits.idleTimeoutSecs;
+    if (idleSecs > 0) {
+      this.idleSweep = setInterval(() => this.sweepIdle(idleSecs), Math.min(1000, Math.max(100, idleSecs * 250)));
+      this.idleSweep.unref?.();
+    }
     ctx.metrics.sessions++;
     ctx.metrics.sessionsTotal++;
     ctx.log.debug("session open", { session: this.sid, remote });
@@ -478,6 +486,7 @@ export class Session implements ListenerOwner, UdpOwner {
   destroy(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.idleSweep);
     this.ctx.metrics.sessions--;
     for (const r of [...this.resources.values()]) {
       if (r instanceof TcpStream) r.finish("session closed");
@@ -493,6 +502,32 @@ export class Session implements ListenerOwner, UdpOwner {
   }
 
   // ---- helpers ----
+
+  /**
+   * idle_timeout_secs: an open stream or UDP socket that moved no bytes either way for that
+   * long is closed with ETIMEDOUT (what operators expect of a proxy; the WebSocket's own idle
+   * timeout only catches vanished browsers, and Bun rounds it up to 8 s).
+   */
+  private sweepIdle(secs: number): void {
+    const now = performance.now();
+    for (const r of this.resources.values()) {
+      if (r instanceof TcpListener || (r instanceof TcpStream && r.state !== "open")) continue;
+      const bytes = r.up + r.down;
+      const mark = idleMarks.get(r);
+      if (mark === undefined || mark.bytes !== bytes) {
+        idleMarks.set(r, { bytes, at: now });
+        continue;
+      }
+      if (now - mark.at < secs * 1000) continue;
+      const msg = `no bytes either way for ${secs} s (idle_timeout_secs)`;
+      if (r instanceof TcpStream) r.fail("ETIMEDOUT", `${r.where}: ${msg}`, "idle timeout");
+      else {
+        this.resources.delete(r.id);
+        this.error(r.id, "ETIMEDOUT", `udp ${formatHostPort(r.peer.addr, r.peer.port)}: ${msg}`);
+        r.close("idle timeout");
+      }
+    }
+  }
 
   /** Upload bandwidth: stop reading the client until the bucket is out of debt. */
   private throttleInput(bytes: number): void {

@@ -200,7 +200,8 @@ export class Session implements ListenerOwner, UdpOwner {
     return {
       rejectUnauthorized: true,
       // SNI and the certificate check use the name asked for; an IP literal is checked against IP SANs.
-      ...(name !== null ? { serverName: name } : {}),
+      // For a literal, "" stops Bun sending the IP as SNI (RFC 6066); the IP SAN check still runs [exp].
+      serverName: name ?? "",
       ...(extra.length > 0 ? { ca: caBundle.ca } : {}),
     };
   }

@@ -319,3 +319,47 @@ test("flow without half_close: remote FIN is closed, and credits flow", async ()
     t.stop();
   }
 });
+
+test("connect, send and shutdown before connected: the data, then EOF, reach the target", async () => {
+  const t = scripted({ end: (s) => void setTimeout(() => s.end("ok"), 20) });
+  try {
+    const { c } = await v2(srv.wsUrl, "binary");
+    c.send({ op: "connect", id: 1, addr: "127.0.0.1", port: t.port });
+    c.send({ op: "send", id: 1, data: enc("early bytes") });
+    c.send({ op: "shutdown", id: 1 });
+    expect(await c.next(1)).toEqual({ ev: "connected", id: 1 });
+    expect(await until(() => t.eof)).toBe(true);
+    expect(t.text()).toBe("early bytes");
+    expect(await c.next(1)).toEqual({ ev: "end", id: 1 });
+    expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
+    expect(dec(c.received(1))).toBe("ok");
+    c.close();
+  } finally {
+    t.stop();
+  }
+});
+
+test("half-close on an accepted inbound connection: end on the dialer's FIN, shutdown reaches it", async () => {
+  const { c } = await v2(srv.wsUrl);
+  c.send({ op: "bind", id: 1, addr: "127.0.0.1", port: 0 });
+  const port = ((await c.next(1)) as { port: number }).port;
+  let got = "";
+  let eof = false;
+  const d = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    allowHalfOpen: true,
+    socket: { data: (_s, b) => void (got += b.toString()), end: () => void (eof = true), close: () => void (eof = true) },
+  });
+  const acc = (await c.next(1)) as Extract<Event, { ev: "accepted" }>;
+  d.write("question");
+  d.shutdown();
+  expect(await c.next(acc.connId)).toEqual({ ev: "end", id: acc.connId });
+  expect(dec(c.received(acc.connId))).toBe("question");
+  c.send({ op: "send", id: acc.connId, data: enc("answer") });
+  c.send({ op: "shutdown", id: acc.connId });
+  expect(await c.next(acc.connId)).toEqual({ ev: "closed", id: acc.connId });
+  expect(await until(() => eof)).toBe(true);
+  expect(got).toBe("answer");
+  c.close();
+});

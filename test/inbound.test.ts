@@ -265,3 +265,26 @@ describe("with a policy (bind_ports 3000-9999, loopback allowed)", () => {
     c.close();
   });
 });
+
+test("server-assigned ids skip ids the client already uses, and are then in use themselves", async () => {
+  const echo = echoServer();
+  try {
+    const c = await TestClient.open(srv.wsUrl, "binary");
+    // The client is free to use ids in the server's range; the server must not collide.
+    for (const id of [SERVER_ID_BASE, SERVER_ID_BASE + 1]) expect((await c.connect(id, "127.0.0.1", echo.port)).ev).toBe("connected");
+    const port = await bindListener(c, 1);
+    const d = await dial(port);
+    const acc = (await c.next(1)) as Accepted;
+    expect([SERVER_ID_BASE, SERVER_ID_BASE + 1]).not.toContain(acc.connId);
+    c.send({ op: "connect", id: acc.connId, addr: "127.0.0.1", port: echo.port });
+    expect(await c.next(acc.connId)).toMatchObject({ ev: "error", code: "EIDINUSE" });
+    d.socket.write("x");
+    await c.waitBytes(acc.connId, 1);
+    c.send({ op: "send", id: SERVER_ID_BASE, data: enc("y") });
+    await c.waitBytes(SERVER_ID_BASE, 1);
+    expect(c.receivedBytes(acc.connId)).toBe(1);
+    c.close();
+  } finally {
+    echo.stop();
+  }
+});

@@ -161,7 +161,7 @@ test("a plain TCP server on the TLS port: ETLS, no downgrade", async () => {
   }
 });
 
-test("IP literal targets are verified against IP SANs", async () => {
+test("IP literal targets are verified against IP SANs, without an SNI", async () => {
   const good = target("good");
   const good6 = target("good", { hostname: "::1" });
   const noIpSan = target("otherName");
@@ -169,6 +169,9 @@ test("IP literal targets are verified against IP SANs", async () => {
   expect(await c.connect(1, "127.0.0.1", good.port, "connect_tls")).toEqual({ ev: "connected", id: 1 });
   expect(await c.connect(2, "::1", good6.port, "connect_tls")).toEqual({ ev: "connected", id: 2 });
   expect(await c.connect(3, "127.0.0.1", noIpSan.port, "connect_tls")).toMatchObject({ ev: "error", id: 3, code: "ETLS" });
+  // SNI carries host names only (RFC 6066): an IP literal is not sent (Bun would send it by default).
+  await until(() => good.sni.length === 1 && good6.sni.length === 1);
+  expect([good.sni, good6.sni]).toEqual([[null], [null]]);
   c.send({ op: "send", id: 2, data: enc("v6") });
   await c.waitBytes(2, 2);
   expect(dec(c.received(2))).toBe("v6");
@@ -206,3 +209,64 @@ test("16 MiB through TLS each way intact", async () => {
   expect(t.received).toBe(total);
   c.close();
 }, 120_000);
+
+test("a handshake that never completes is ETIMEDOUT after connection_timeout_secs", async () => {
+  const { parsePolicy } = await import("../src/policy/load.ts");
+  const { sinkServer } = await import("./helpers/targets.ts");
+  const mute = sinkServer(); // accepts TCP, never speaks TLS
+  const s = await startServer({
+    policy: parsePolicy(`[network]\ndeny = []\nallow = ["*"]\nconnection_timeout_secs = 1\n`, "tls-test.toml"),
+    extraCaPem: [pki.ca.cert],
+  });
+  try {
+    const c = await TestClient.open(s.wsUrl);
+    const started = Date.now();
+    const e = await c.connect(1, "127.0.0.1", mute.port, "connect_tls");
+    expect(e).toMatchObject({ ev: "error", id: 1, code: "ETIMEDOUT" });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    await until(() => mute.sockets.size === 0);
+    expect(mute.sockets.size).toBe(0); // the half-open TLS socket was closed
+    c.close();
+  } finally {
+    await s.stop();
+    mute.stop();
+  }
+});
+
+test("version 2 over TLS: credits, shutdown reaches the target, its close is end then closed", async () => {
+  let eof = false;
+  const t = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    tls: { cert: pki.good.cert, key: pki.good.key },
+    socket: {
+      data: (s, d) => void s.write(d),
+      end: (s) => {
+        eof = true;
+        setTimeout(() => s.end("tls bye"), 20);
+      },
+      error() {},
+    },
+  });
+  try {
+    const c = await TestClient.open(srv.wsUrl, "binary");
+    c.send({ op: "hello", id: 0, version: 2, features: ["flow", "half_close"] });
+    expect((await c.wait((e) => e.ev === "hello")).ev).toBe("hello");
+    let credited = 0;
+    c.onEvent = (e) => void (e.ev === "credit" && (credited += e.bytes));
+    expect(await c.connect(1, "wasmnet.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 1 });
+    c.send({ op: "send", id: 1, data: enc("ping") });
+    await c.waitBytes(1, 4);
+    expect(credited).toBe(4);
+    c.send({ op: "shutdown", id: 1 });
+    await until(() => eof);
+    expect(eof).toBe(true);
+    expect(await c.next(1)).toEqual({ ev: "end", id: 1 });
+    expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
+    expect(dec(c.received(1))).toBe("pingtls bye");
+    c.close();
+  } finally {
+    t.stop(true);
+  }
+});

@@ -180,3 +180,44 @@ test("send and send_to on unknown ids are EBADID", async () => {
   expect(await c.next(9)).toMatchObject({ ev: "error", code: "EBADID" });
   c.close();
 });
+
+test("a refused datagram (dead port) does not lose the next one to a live peer", async () => {
+  const dead = await udpPeer("127.0.0.1", false);
+  const deadPort = dead.port;
+  dead.stop(); // now nothing listens there: the kernel answers with ICMP port unreachable
+  const c = await TestClient.open(srv.wsUrl, "binary");
+  c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: echo4.port });
+  expect((await c.next(1)).ev).toBe("udp_bound");
+  for (let i = 0; i < 5; i++) {
+    c.send({ op: "send_to", id: 1, addr: "127.0.0.1", port: deadPort, data: enc(`dead ${i}`) });
+    c.send({ op: "send", id: 1, data: enc(`live ${i}`) });
+    const e = (await c.wait((e) => e.ev === "data_from" && e.id === 1, 3000, `reply ${i}`)) as DataFrom;
+    expect(dec(e.data)).toBe(`live ${i}`);
+  }
+  expect(c.events.filter((e) => e.ev === "error")).toEqual([]);
+  c.close();
+});
+
+test("connect_udp and send_to by name go to the resolved address", async () => {
+  const { dnsServer } = await import("./helpers/dns-server.ts");
+  const { dnsServerResolver } = await import("../src/net/resolve.ts");
+  const dns = await dnsServer({ "echo4.test": ["127.0.0.1"], "echo6.test": ["::1"] });
+  const s = await startServer({ noPolicy: true, resolver: dnsServerResolver([dns.address]) });
+  try {
+    const c = await TestClient.open(s.wsUrl);
+    c.send({ op: "connect_udp", id: 1, addr: "echo4.test", port: echo4.port });
+    expect((await c.next(1)).ev).toBe("udp_bound");
+    c.send({ op: "send", id: 1, data: enc("by name") });
+    const a = (await c.wait((e) => e.ev === "data_from")) as DataFrom;
+    expect([dec(a.data), a.addr, a.port]).toEqual(["by name", "127.0.0.1", echo4.port]);
+    c.send({ op: "send_to", id: 1, addr: "echo6.test", port: echo6.port, data: enc("v6 by name") });
+    const b = (await c.wait((e) => e.ev === "data_from")) as DataFrom;
+    expect([dec(b.data), b.addr, b.port]).toEqual(["v6 by name", "::1", echo6.port]);
+    c.send({ op: "send_to", id: 1, addr: "nowhere.test", port: echo6.port, data: enc("x") });
+    expect(await c.next(1)).toMatchObject({ ev: "error", code: "ENOTFOUND" });
+    c.close();
+  } finally {
+    await s.stop();
+    dns.stop();
+  }
+});

@@ -187,7 +187,7 @@ export function duplexServer(down: Uint8Array, chunk = 256 * 1024): { port: numb
       },
       error() {},
     },
-  } as never) as TCPSocketListener<St>;
+  });
   return {
     port: listener.port,
     next() {

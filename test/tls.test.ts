@@ -270,3 +270,22 @@ test("version 2 over TLS: credits, shutdown reaches the target, its close is end
     t.stop(true);
   }
 });
+
+test("a target that hangs up during the handshake: ETLS, never connected or closed", async () => {
+  for (const how of ["end", "terminate"] as const) {
+    const rude = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { open: (s) => void (how === "end" ? s.end() : s.terminate()), data() {}, error() {} },
+    });
+    try {
+      const c = await TestClient.open(srv.wsUrl);
+      expect(await c.connect(1, "wasmnet.test", rude.port, "connect_tls")).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
+      await Bun.sleep(30);
+      expect(c.events).toEqual([]);
+      c.close();
+    } finally {
+      rude.stop(true);
+    }
+  }
+});

@@ -27,6 +27,7 @@ async function udpPeer(hostname: string, echo = true): Promise<Peer> {
         got.push({ data, addr, port });
         if (echo) s.send(data, port, addr);
       },
+      error() {}, // ICMP refusals after a relay socket closed
     },
   });
   return { port: socket.port, socket, got, stop: () => socket.close() };
@@ -219,5 +220,27 @@ test("connect_udp and send_to by name go to the resolved address", async () => {
   } finally {
     await s.stop();
     dns.stop();
+  }
+});
+
+test("close on a UDP socket: closed, then its peer's datagrams are not delivered and the id is unknown", async () => {
+  const peer = await udpPeer("127.0.0.1", false);
+  try {
+    const c = await TestClient.open(srv.wsUrl);
+    c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: peer.port });
+    const relayPort = ((await c.next(1)) as { port: number }).port;
+    c.send({ op: "send", id: 1, data: enc("hi") });
+    while (peer.got.length === 0) await Bun.sleep(2);
+    c.send({ op: "close", id: 1 });
+    expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
+    peer.socket.send(enc("late"), relayPort, "127.0.0.1");
+    c.send({ op: "send", id: 1, data: enc("again") });
+    expect(await c.next(1)).toMatchObject({ ev: "error", code: "EBADID" });
+    await Bun.sleep(50);
+    expect(c.events.filter((e) => e.ev === "data_from")).toEqual([]);
+    expect(peer.got.length).toBe(1);
+    c.close();
+  } finally {
+    peer.stop();
   }
 });

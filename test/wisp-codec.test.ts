@@ -1,6 +1,7 @@
 // The Wisp codec: every packet type round-trips, the wire bytes match the spec (little-endian),
 // interop with wisp-js's own packet classes, and malformed packets are reported, never thrown.
 import { describe, expect, test } from "bun:test";
+// @ts-expect-error wisp-js ships no type declarations
 import { packet as wjs, extensions as wjsExt } from "@mercuryworkshop/wisp-js/client";
 import {
   decodeWispExtensions,

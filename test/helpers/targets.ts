@@ -98,14 +98,18 @@ export function sinkServer(opts: { paused?: boolean; hostname?: string } = {}) {
   };
 }
 
-/** Sends `bytes` of deterministic data to each connection, honouring backpressure, then closes. */
+/**
+ * Sends `bytes` of deterministic data to each connection, honouring backpressure, then closes:
+ * `pattern` repeated (byte i is pattern[i % chunk], also across partial writes).
+ */
 export function sourceServer(bytes: number, chunk = 64 * 1024) {
   const pattern = makePayload(chunk, 7);
   type St = { left: number };
   const write = (s: Socket<St>) => {
     while (s.data.left > 0) {
-      const n = Math.min(chunk, s.data.left);
-      const w = s.write(pattern.subarray(0, n));
+      const at = (bytes - s.data.left) % chunk;
+      const n = Math.min(chunk - at, s.data.left);
+      const w = s.write(pattern.subarray(at, at + n));
       if (w <= 0) return;
       s.data.left -= w;
       if (w < n) return;

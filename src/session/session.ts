@@ -49,6 +49,7 @@ export class Session implements ListenerOwner, UdpOwner {
   private readonly backpressured = new Set<TcpStream>();
   private readonly bucket: TokenBucket;
   private inputPausedUntil = 0;
+  private drainCheck: ReturnType<typeof setTimeout> | undefined;
   private nextServerId = SERVER_ID_BASE;
   private idleSweep: ReturnType<typeof setInterval> | undefined;
 
@@ -254,9 +255,9 @@ export class Session implements ListenerOwner, UdpOwner {
     } catch (e) {
       return this.error(req.id, "EINTERNAL", `connect_udp ${where}: ${(e as Error).message}`);
     }
+    this.ctx.metrics.sockets.udp++;
     if (this.closed) return relay.close("session closed");
     this.resources.set(req.id, relay);
-    this.ctx.metrics.sockets.udp++;
     this.transport.send({ ev: "udp_bound", id: req.id, port: relay.localPort });
   }
 
@@ -478,7 +479,15 @@ export class Session implements ListenerOwner, UdpOwner {
 
   /** The WebSocket drained: resume the targets paused for its sake. */
   drained(): void {
-    if (this.backpressured.size === 0 || this.transport.buffered() > this.ctx.lowWatermark) return;
+    if (this.backpressured.size === 0 || this.closed) return;
+    if (this.transport.buffered() > this.ctx.lowWatermark) {
+      // Not low enough yet; Bun may not fire drain again, so look again shortly.
+      this.drainCheck ??= setTimeout(() => {
+        this.drainCheck = undefined;
+        this.drained();
+      }, 5);
+      return;
+    }
     for (const s of this.backpressured) s.unpause(PAUSE_BACKPRESSURE);
     this.backpressured.clear();
   }

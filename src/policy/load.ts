@@ -29,7 +29,10 @@ export interface PolicyConfig {
   };
   tls: { caFile: string | null }; // absolute, or relative to the working directory when no file
   pool: { idleSecs: number; perKey: number; warm: string[] };
-  server: { allowedOrigins: string[] | null }; // null = any Origin (the server warns)
+  server: {
+    allowedOrigins: string[] | null; // null = any Origin (the server warns)
+    trustedProxies: Entry[]; // peers whose X-Forwarded-For names the real client (default none)
+  };
 }
 
 export class PolicyFileError extends Error {
@@ -61,7 +64,7 @@ export function defaultPolicy(): PolicyConfig {
     limits: { maxSessions: 1000, maxSessionsPerIp: 32, streamBufferBytes: MIB, maxMessageBytes: MIB, idleTimeoutSecs: 300 },
     tls: { caFile: null },
     pool: { idleSecs: 0, perKey: 8, warm: [] },
-    server: { allowedOrigins: null },
+    server: { allowedOrigins: null, trustedProxies: [] },
   };
 }
 
@@ -94,7 +97,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   limits: ["max_sessions", "max_sessions_per_ip", "stream_buffer_bytes", "max_message_bytes", "idle_timeout_secs"],
   tls: ["ca_file"],
   pool: ["idle_secs", "per_key", "warm"],
-  server: ["allowed_origins"],
+  server: ["allowed_origins", "trusted_proxies"],
 };
 
 function show(v: Value): string {
@@ -264,6 +267,20 @@ export function parsePolicy(text: string, source: string): PolicyConfig {
         throw err(key, `${JSON.stringify(o)}: ${hint}`);
       }
       return u.origin;
+    });
+  }
+  const proxies = stringArray(server, "server", "trusted_proxies");
+  if (proxies !== undefined) {
+    cfg.server.trustedProxies = proxies.map((p, i) => {
+      const key = `server.trusted_proxies[${i}]`;
+      let e: Entry;
+      try {
+        e = parseEntry(p);
+      } catch (x) {
+        throw err(key, (x as Error).message);
+      }
+      if (e.host.kind !== "cidr" || e.ports !== null) throw err(key, `${JSON.stringify(p)}: expected an IP address or CIDR without a port`);
+      return e;
     });
   }
   return cfg;

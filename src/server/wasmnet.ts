@@ -6,6 +6,7 @@ import { buildContext, type WasmnetOptions } from "../options.ts";
 import { Session } from "../session/session.ts";
 import type { SessionContext } from "../session/context.ts";
 import { clientScriptResponse } from "./client-asset.ts";
+import { clientIp } from "./client-ip.ts";
 import { handleMessage, WsTransport, type WsData } from "./ws-transport.ts";
 import { makeRouter } from "./routes.ts";
 import { openWisp } from "./wisp-transport.ts";
@@ -48,7 +49,7 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       return refuse(403, `origin ${origin ?? "(none)"} is not in allowed_origins`);
     const r = route(new URL(req.url).pathname);
     if (r.kind === "bad") return refuse(400, r.why);
-    const ip = server.requestIP(req)?.address ?? "unknown";
+    const ip = clientIp(server.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for"), policy.server.trustedProxies);
     const { maxSessions, maxSessionsPerIp } = policy.limits;
     if (maxSessions > 0 && metrics.sessions >= maxSessions) return refuse(503, `max_sessions (${maxSessions}) reached`);
     if (maxSessionsPerIp > 0 && (perIp.get(ip) ?? 0) >= maxSessionsPerIp)

@@ -83,7 +83,6 @@ export class TcpStream {
     } else if (this.queued + n > this.owner.streamBufferBytes) {
       return `stream buffer full: the target is not reading and stream_buffer_bytes (${this.owner.streamBufferBytes}) would be exceeded`;
     }
-    if (this.localFin) return null; // after shutdown: dropped by contract, nothing to send it on
     this.up += n;
     if (this.state === "open" && this.queue === null) {
       const written = this.socket!.write(data);

@@ -224,6 +224,7 @@ export class Session implements ListenerOwner, UdpOwner {
     const r = this.resources.get(id);
     if (r instanceof UdpRelay) return this.sendDatagram(r, data, r.peer.addr, r.peer.port);
     if (!(r instanceof TcpStream)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `send: id ${id} is a listener` : `send: unknown id ${id}`);
+    if (r.localFin) return this.error(id, "EBADREQ", `send: stream ${id} was shut down for writing`);
     this.ctx.metrics.bytesUp += data.length;
     const problem = r.write(data);
     if (problem) return r.fail("ELIMIT", `${r.where}: ${problem}`);

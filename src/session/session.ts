@@ -164,7 +164,9 @@ export class Session implements ListenerOwner, UdpOwner {
 
   private openStream(req: { id: number; addr: string; port: number }, kind: "tcp" | "tls"): void {
     if (!this.claim(req.id)) return;
-    const stream = new TcpStream(this, req.id, kind, { name: null, addr: req.addr, port: req.port, rule: "" });
+    // The requested name is known before any look-up: a stream that fails to resolve is audited with it.
+    const name = canonicalIp(req.addr) === null ? normalizeName(req.addr) : null;
+    const stream = new TcpStream(this, req.id, kind, { name, addr: req.addr, port: req.port, rule: "" });
     this.resources.set(req.id, stream);
     this.ctx.metrics.sockets[kind]++;
     const secs = this.ctx.policy.connectionTimeoutSecs;

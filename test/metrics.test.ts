@@ -1,0 +1,157 @@
+// GET /metrics (Prometheus text format) and /healthz through a real wasmnet server.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { parsePolicy } from "../src/policy/load.ts";
+import { TestClient } from "./helpers/client.ts";
+import { startServer } from "./helpers/server.ts";
+import { echoServer, freePort } from "./helpers/targets.ts";
+
+interface Family {
+  help: string;
+  type: string;
+  samples: { labels: Record<string, string>; value: number }[];
+}
+
+/** A small parser for the Prometheus text exposition format (0.0.4); throws on anything else. */
+export function parsePrometheus(text: string): Map<string, Family> {
+  const families = new Map<string, Family>();
+  const fam = (name: string) => {
+    let f = families.get(name);
+    if (!f) families.set(name, (f = { help: "", type: "untyped", samples: [] }));
+    return f;
+  };
+  if (!text.endsWith("\n")) throw new Error("metrics text must end with a newline");
+  for (const [i, line] of text.slice(0, -1).split("\n").entries()) {
+    let m: RegExpExecArray | null;
+    if ((m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line))) {
+      fam(m[1]!).help = m[2]!;
+    } else if ((m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line))) {
+      const f = fam(m[1]!);
+      if (f.samples.length > 0) throw new Error(`line ${i + 1}: TYPE after samples`);
+      f.type = m[2]!;
+    } else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line))) {
+      const labels: Record<string, string> = {};
+      if (m[2]) {
+        const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/y;
+        let lm: RegExpExecArray | null;
+        while (re.lastIndex < m[2].length && (lm = re.exec(m[2]))) labels[lm[1]!] = lm[2]!.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+        if (re.lastIndex !== m[2].length) throw new Error(`line ${i + 1}: bad labels ${JSON.stringify(m[2])}`);
+      }
+      const value = Number(m[3]);
+      if (Number.isNaN(value) && m[3] !== "NaN") throw new Error(`line ${i + 1}: bad value ${m[3]}`);
+      if (!families.has(m[1]!)) throw new Error(`line ${i + 1}: sample ${m[1]} without HELP/TYPE`);
+      fam(m[1]!).samples.push({ labels, value });
+    } else if (line !== "") {
+      throw new Error(`line ${i + 1}: not Prometheus text: ${JSON.stringify(line)}`);
+    }
+  }
+  return families;
+}
+
+let srv: Awaited<ReturnType<typeof startServer>>;
+const echo = echoServer();
+
+async function scrape(): Promise<Map<string, Family>> {
+  const r = await fetch(new URL("/metrics", srv.url));
+  expect(r.status).toBe(200);
+  expect(r.headers.get("content-type")).toContain("text/plain");
+  return parsePrometheus(await r.text());
+}
+
+function value(m: Map<string, Family>, name: string, labels: Record<string, string> = {}): number {
+  const f = m.get(name);
+  if (!f) return NaN;
+  const s = f.samples.find((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length);
+  return s ? s.value : 0;
+}
+
+beforeAll(async () => {
+  const policy = parsePolicy(`[network]\ndeny = ["127.0.0.2", "*:25"]\nallow = ["*"]\nbind_ports = "1024-65535"\n`, "metrics.test.toml");
+  srv = await startServer({ policy });
+});
+afterAll(async () => {
+  await srv.stop();
+  echo.stop();
+});
+
+describe("/metrics", () => {
+  test("parses as Prometheus text with HELP and TYPE for every family", async () => {
+    const m = await scrape();
+    for (const name of ["wasmnet_sessions", "wasmnet_sessions_total", "wasmnet_sockets", "wasmnet_bytes_total", "wasmnet_denials_total", "wasmnet_errors_total", "wasmnet_pool_total", "wasmnet_udp_dropped_total"]) {
+      const f = m.get(name);
+      expect(f).toBeDefined();
+      expect(f!.help.length).toBeGreaterThan(0);
+      expect(["counter", "gauge"]).toContain(f!.type);
+    }
+    for (const [name, f] of m) if (name.endsWith("_total")) expect(f.type).toBe("counter");
+    expect(m.get("wasmnet_sockets")!.samples.map((s) => s.labels.kind).sort()).toEqual(["inbound", "listener", "tcp", "tls", "udp"]);
+  });
+
+  test("the parser rejects what is not Prometheus text", () => {
+    expect(() => parsePrometheus("hello world\n")).toThrow();
+    expect(() => parsePrometheus('x{a="1} 2\n')).toThrow();
+    expect(() => parsePrometheus("# TYPE x counter\nx abc\n")).toThrow();
+  });
+
+  test("counters move with traffic: sessions, bytes, sockets by kind, denials by rule, errors by code", async () => {
+    const m0 = await scrape();
+    const c = await TestClient.open(srv.wsUrl);
+    expect((await c.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
+    c.send({ op: "connect_udp", id: 2, addr: "127.0.0.1", port: echo.port });
+    expect((await c.next(2)).ev).toBe("udp_bound");
+    c.send({ op: "bind", id: 3, addr: "127.0.0.1", port: 0 });
+    expect((await c.next(3)).ev).toBe("listening");
+    c.send({ op: "send", id: 1, data: new Uint8Array(1000) });
+    await c.waitBytes(1, 1000);
+
+    const m1 = await scrape();
+    expect(value(m1, "wasmnet_sessions") - value(m0, "wasmnet_sessions")).toBe(1);
+    expect(value(m1, "wasmnet_sessions_total") - value(m0, "wasmnet_sessions_total")).toBe(1);
+    expect(value(m1, "wasmnet_sockets", { kind: "tcp" })).toBe(1);
+    expect(value(m1, "wasmnet_sockets", { kind: "udp" })).toBe(1);
+    expect(value(m1, "wasmnet_sockets", { kind: "listener" })).toBe(1);
+    expect(value(m1, "wasmnet_bytes_total", { direction: "up" }) - value(m0, "wasmnet_bytes_total", { direction: "up" })).toBe(1000);
+    expect(value(m1, "wasmnet_bytes_total", { direction: "down" }) - value(m0, "wasmnet_bytes_total", { direction: "down" })).toBe(1000);
+
+    // Denials by the rule that decided; errors by code.
+    expect((await c.connect(4, "127.0.0.2", echo.port)).ev).toBe("denied");
+    expect((await c.connect(5, "127.0.0.1", 25)).ev).toBe("denied");
+    expect((await c.connect(6, "127.0.0.2", 25)).ev).toBe("denied");
+    expect(await c.connect(7, "127.0.0.1", freePort())).toMatchObject({ ev: "error", code: "ECONNREFUSED" });
+    c.send({ op: "close", id: 99 });
+    expect(await c.next(99)).toMatchObject({ ev: "error", code: "EBADID" });
+    const m2 = await scrape();
+    const d = (rule: string) => value(m2, "wasmnet_denials_total", { rule }) - value(m0, "wasmnet_denials_total", { rule });
+    expect(d("127.0.0.2")).toBe(2);
+    expect(d("*:25")).toBe(1);
+    const e = (code: string) => value(m2, "wasmnet_errors_total", { code }) - value(m0, "wasmnet_errors_total", { code });
+    expect(e("ECONNREFUSED")).toBe(1);
+    expect(e("EBADID")).toBe(1);
+    expect(value(m2, "wasmnet_sockets", { kind: "tcp" })).toBe(1); // the denied and failed ones are not counted
+
+    // Everything closes with the session: the gauges come back down.
+    c.close();
+    for (let i = 0; i < 100 && srv.handler.ctx.metrics.sessions > value(m0, "wasmnet_sessions"); i++) await Bun.sleep(10);
+    const m3 = await scrape();
+    expect(value(m3, "wasmnet_sessions")).toBe(value(m0, "wasmnet_sessions"));
+    for (const kind of ["tcp", "tls", "udp", "listener", "inbound"]) expect(value(m3, "wasmnet_sockets", { kind })).toBe(0);
+  });
+});
+
+describe("/healthz", () => {
+  test("200 while serving, 503 while draining", async () => {
+    const own = await startServer({ noPolicy: true });
+    try {
+      const r = await fetch(new URL("/healthz", own.url));
+      expect(r.status).toBe(200);
+      const c = await TestClient.open(own.wsUrl);
+      const closed = new Promise<number>((res) => c.ws.addEventListener("close", (e) => res(e.code)));
+      own.handler.drain();
+      expect((await fetch(new URL("/healthz", own.url))).status).toBe(503);
+      expect(await closed).toBe(1001); // open sessions are closed cleanly
+      await expect(TestClient.open(own.wsUrl)).rejects.toThrow(); // and no new ones start
+      expect((await fetch(new URL("/metrics", own.url))).status).toBe(200);
+    } finally {
+      await own.stop();
+    }
+  });
+});

@@ -141,7 +141,10 @@ if (import.meta.main) {
     port: 0,
     socket: {
       open: (s) => void (s.data = { q: [] }),
-      data: (s, d) => (s.data.q.push(d), s.data.q.length === 1 && flush(s)),
+      data(s, d) {
+        s.data.q.push(d);
+        if (s.data.q.length === 1) flush(s);
+      },
       drain: flush,
       error() {},
     },

@@ -119,6 +119,9 @@ describe("session limits", () => {
     const ev = await c.next(0);
     expect(ev).toMatchObject({ ev: "error", id: 0, code: "ELIMIT" });
     if (ev.ev === "error") expect(ev.msg).toContain("max_message_bytes (1024)");
+    // The cap counts UTF-8 bytes, not characters: 600 × "é" is 1200 bytes.
+    c.raw(JSON.stringify({ op: "resolve", id: 2, name: "é".repeat(600) }));
+    expect(await c.next(0)).toMatchObject({ ev: "error", id: 0, code: "ELIMIT" });
     // The stream and the session go on.
     c.send({ op: "send", id: 1, data: new TextEncoder().encode("still here") });
     await c.waitBytes(1, 10);

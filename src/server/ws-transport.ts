@@ -52,8 +52,10 @@ export function handleMessage(ws: ServerWebSocket<WsData>, message: string | Buf
   if (!session) return;
   if (typeof message === "string") {
     ws.data.framing = "json";
-    if (message.length > maxMessageBytes)
-      return session.handle({ ok: false, id: 0, code: "ELIMIT", msg: `message of ${message.length} characters exceeds max_message_bytes (${maxMessageBytes})` });
+    // The cap is in bytes: a UTF-8 character can take up to 3 bytes per UTF-16 unit.
+    const bytes = message.length * 3 > maxMessageBytes ? Buffer.byteLength(message, "utf8") : message.length;
+    if (bytes > maxMessageBytes)
+      return session.handle({ ok: false, id: 0, code: "ELIMIT", msg: `message of ${bytes} bytes exceeds max_message_bytes (${maxMessageBytes})` });
     session.handle(decodeJsonRequest(message));
   } else {
     ws.data.framing = "binary";

@@ -32,9 +32,6 @@ USER 65532:65532
 EXPOSE 9000
 ENTRYPOINT ["/wasmnet"]
 CMD ["--host", "0.0.0.0", "--port", "9000"]
-# There is no HEALTHCHECK yet: the image has no shell and no HTTP client, and the binary has no
-# subcommand that probes /healthz. Probe GET /healthz from the orchestrator instead (Kubernetes
-# httpGet liveness/readiness probe on port 9000, path /healthz: 200 while serving, 503 while
-# draining). Once `wasmnet healthcheck [URL]` exists, replace this line with:
-#   HEALTHCHECK --interval=15s --timeout=3s --start-period=5s CMD ["/wasmnet", "healthcheck", "http://127.0.0.1:9000/healthz"]
-HEALTHCHECK NONE
+# The image has no shell or curl; the binary probes itself. Orchestrators can also probe
+# GET /healthz directly (200 while serving, 503 while draining).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=5s CMD ["/wasmnet", "healthcheck", "http://127.0.0.1:9000/healthz"]

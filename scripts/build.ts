@@ -10,10 +10,6 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
 const root = resolve(import.meta.dir, "..");
-const { values } = parseArgs({
-  args: Bun.argv.slice(2),
-  options: { target: { type: "string" }, outfile: { type: "string" }, "skip-client": { type: "boolean" } },
-});
 
 async function run(cmd: string[]): Promise<string> {
   const p = Bun.spawn(cmd, { cwd: root, stdout: "pipe", stderr: "inherit" });
@@ -43,6 +39,10 @@ export async function build(opts: { target?: string; outfile?: string; skipClien
 }
 
 if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Bun.argv.slice(2),
+    options: { target: { type: "string" }, outfile: { type: "string" }, "skip-client": { type: "boolean" } },
+  });
   const out = await build({ target: values.target, outfile: values.outfile, skipClient: values["skip-client"] });
   console.log(`built ${out}`);
 }

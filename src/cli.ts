@@ -43,6 +43,24 @@ const policyCheck = defineCommand({
   },
 });
 
+const healthcheck = defineCommand({
+  meta: { name: "healthcheck", description: "Probe a wasmnet server's /healthz: exit 0 if it answers 200 (for container HEALTHCHECKs)" },
+  args: {
+    url: { type: "positional", description: `default http://127.0.0.1:${DEFAULT_PORT}/healthz`, required: false },
+  },
+  async run({ args }) {
+    const url = typeof args.url === "string" && args.url ? args.url : `http://127.0.0.1:${DEFAULT_PORT}/healthz`;
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      process.stdout.write(`${url}: ${r.status}\n`);
+      process.exit(r.status === 200 ? 0 : 1);
+    } catch (e) {
+      process.stdout.write(`${url}: ${(e as Error).message}\n`);
+      process.exit(1);
+    }
+  },
+});
+
 const main = defineCommand({
   meta: { name: "wasmnet", version: VERSION_LINE, description: "Browser WebAssembly to the real network: TCP, TLS, UDP and DNS over one WebSocket" },
   args: {
@@ -55,9 +73,12 @@ const main = defineCommand({
     "tls-ca": { type: "string", description: "extra CA certificates (PEM) for connect_tls" },
     "log-level": { type: "string", description: "error|warn|info|debug (or WASMNET_LOG)" },
   },
-  subCommands: { policy: defineCommand({ meta: { name: "policy", description: "Policy file tools" }, subCommands: { check: policyCheck } }) },
+  subCommands: {
+    policy: defineCommand({ meta: { name: "policy", description: "Policy file tools" }, subCommands: { check: policyCheck } }),
+    healthcheck,
+  },
   async run({ args, rawArgs }) {
-    if (rawArgs[0] === "policy") return; // handled by the sub-command
+    if (rawArgs[0] === "policy" || rawArgs[0] === "healthcheck") return; // handled by the sub-command
     const level = args["log-level"] ?? process.env.WASMNET_LOG ?? "info";
     if (!isLogLevel(level)) fail(`--log-level must be error, warn, info or debug, got "${level}"`);
     const log = createLogger(level as LogLevel);

@@ -73,3 +73,24 @@ test("/healthz answers 200 while serving", async () => {
   expect(r.status).toBe(200);
   expect(await child.stop("SIGINT")).toBe(0);
 });
+
+test("healthcheck exits 0 against a serving server and 1 otherwise", async () => {
+  const child = await spawnServer([]);
+  const ok = run(["healthcheck", `${child.url}/healthz`]);
+  expect(ok.exitCode).toBe(0);
+  expect(await child.stop()).toBe(0);
+  const down = run(["healthcheck", `${child.url}/healthz`]);
+  expect(down.exitCode).toBe(1);
+});
+
+test("policy check validates a file and explains each destination", () => {
+  const file = join(import.meta.dir, "fixtures/policy.example.toml");
+  const r = run(["policy", "check", file, "127.0.0.1:80", "[2606:4700::1111]:443"]);
+  const out = r.stdout.toString();
+  expect(out).toMatch(/denied/);
+  expect(out).toMatch(/nonpublic/);
+  expect(out).toMatch(/allowed/);
+  expect(r.exitCode).toBe(1); // something was denied
+  const bad = run(["policy", "check", "/nonexistent.toml"]);
+  expect(bad.exitCode).toBe(2);
+});

@@ -36,7 +36,7 @@ export function createServer(options: ServerOptions = {}): WasmnetServer {
         fetch: handler.fetch,
         websocket: handler.websocket,
       });
-      handler.ctx.log.info("listening", { host: server.hostname, port: server.port, policy: handler.ctx.policy.source ?? "default" });
+      handler.ctx.log.info("listening", { host: server.hostname, port: server.port, policy: options.noPolicy ? "none (--no-policy)" : (handler.ctx.policy.source ?? "default") });
       return self;
     },
     async stop() {

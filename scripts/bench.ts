@@ -1,0 +1,845 @@
+#!/usr/bin/env bun
+// wasmnet benchmark: relay cost against a direct loopback baseline measured in the same run.
+//
+//   bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,connect,rss]
+//                        [--inflight=KIB] [--mib=N] [--profile[=DIR]]
+//
+// Process layout (same for direct and wasmnet, so the comparison is apples to apples):
+//   main process      the bench client (Bun.connect for direct, Bun's WebSocket for wasmnet)
+//   child "target"    echo + download servers (scripts/bench/target.ts)
+//   child "server"    wasmnet: bun src/cli.ts --no-policy --host 127.0.0.1 --port N --log-level error
+//   child "holder"    direct RSS baseline: a process holding N plain Bun.connect sockets
+// Throughput measures run one hashed verification pass (also the warm-up), then --runs timed
+// passes interleaved direct / wasmnet / wasmnet+flow, and report the median.
+import type { Socket, Subprocess } from "bun";
+import { join } from "node:path";
+import { encodeBinaryRequest } from "../src/protocol/binary.ts";
+import type { Event } from "../src/protocol/messages.ts";
+import { CHUNK, chunkAt, expectedHash, freePort, KIB, Lines, median, MIB, POOL_CHUNKS, sleep, vmRssKiB, withTimeout } from "./bench/common.ts";
+import { describe, WnSession, type FrameStats } from "./bench/wsclient.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const BUN = process.execPath;
+
+// ---------------------------------------------------------------- options
+
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const opt = (name: string): string | undefined => {
+  const a = argv.find((x) => x.startsWith(`--${name}=`));
+  return a?.slice(name.length + 3);
+};
+if (flag("help") || flag("h")) {
+  console.log(`usage: bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,connect,rss]
+                          [--inflight=KIB] [--mib=N] [--profile[=DIR]]
+  --quick      smoke run: 16 MiB per throughput measure
+  --json       machine-readable results on stdout (progress stays on stderr)
+  --runs       timed repetitions per throughput measure (median reported; default 3)
+  --only       run a subset of the measures
+  --inflight   version-1 upload pacing: max un-echoed bytes per stream (default 512)
+  --mib        bytes per throughput measure, overriding the default (256) / --quick (16)
+  --variants   throughput variants to run (default direct,wasmnet,flow), e.g. for profiling one path
+  --idle       streams held open for the RSS measure (default 1000)
+  --settle     ms to wait before each RSS reading (default 400)
+  --profile    run the wasmnet server child under --cpu-prof (markdown profile in DIR, default .bench/profile)`);
+  process.exit(0);
+}
+const QUICK = flag("quick");
+const JSON_OUT = flag("json");
+const RUNS = Number(opt("runs") ?? 3);
+const ALL = ["echo1", "download", "echo8", "connect", "rss"] as const;
+type MeasureKey = (typeof ALL)[number];
+const ONLY = new Set((opt("only")?.split(",") ?? ALL).filter(Boolean) as MeasureKey[]);
+for (const k of ONLY) if (!ALL.includes(k)) fail(`--only: unknown measure "${k}" (have ${ALL.join(", ")})`);
+const MIB_PER = Number(opt("mib") ?? (QUICK ? 16 : 256));
+const TOTAL = Math.max(1, Math.round((MIB_PER * MIB) / (8 * CHUNK))) * 8 * CHUNK; // a multiple of 8 chunks
+const INFLIGHT = Number(opt("inflight") ?? 512) * KIB;
+const STREAMS = 8;
+const CONNECTS = 200;
+const IDLE_STREAMS = Number(opt("idle") ?? 1000);
+const SETTLE_MS = Number(opt("settle") ?? 400);
+const VARIANTS = new Set(opt("variants")?.split(",") ?? ["direct", "wasmnet", "flow"]);
+const PROFILE_DIR = flag("profile") ? join(ROOT, ".bench/profile") : opt("profile");
+if (!(RUNS >= 1 && RUNS <= 20) || !(MIB_PER > 0) || !(INFLIGHT >= CHUNK) || !(IDLE_STREAMS >= 1 && IDLE_STREAMS <= 10_000) || !(SETTLE_MS >= 0))
+  fail("bad --runs / --mib / --inflight / --idle / --settle");
+for (const v of VARIANTS) if (!["direct", "wasmnet", "flow"].includes(v)) fail(`--variants: unknown variant "${v}"`);
+
+function fail(msg: string): never {
+  process.stderr.write(`bench: ${msg}\n`);
+  process.exit(2);
+}
+const log = (s: string) => process.stderr.write(s + "\n");
+
+// ---------------------------------------------------------------- child processes
+
+const children = new Set<Subprocess>();
+
+async function stopChild(p: Subprocess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return void children.delete(p);
+  p.kill("SIGTERM");
+  const done = await Promise.race([p.exited.then(() => true), sleep(5000).then(() => false)]);
+  if (!done) {
+    log(`bench: child ${p.pid} ignored SIGTERM for 5 s, killing it`);
+    p.kill("SIGKILL");
+    await p.exited;
+  }
+  children.delete(p);
+}
+
+function killAll(): void {
+  for (const p of children) if (p.exitCode === null) p.kill("SIGKILL");
+}
+
+// A stuck bench must not hang the machine: hard stop after this long.
+const WATCHDOG_MS = (QUICK ? 5 : 30) * 60_000;
+setTimeout(() => {
+  log(`bench: watchdog: still running after ${WATCHDOG_MS / 60000} min, giving up`);
+  killAll();
+  process.exit(3);
+}, WATCHDOG_MS).unref();
+process.on("SIGINT", () => {
+  killAll();
+  process.exit(130);
+});
+
+interface Target {
+  proc: Subprocess<"pipe", "pipe", "inherit">;
+  echo: number;
+  download: number;
+}
+
+async function startTarget(): Promise<Target> {
+  const proc = Bun.spawn([BUN, join(ROOT, "scripts/bench/target.ts")], { cwd: ROOT, stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  children.add(proc);
+  const line = await new Lines(proc.stdout).next(10_000, "the bench target's ports");
+  const { echo, download } = JSON.parse(line);
+  return { proc, echo, download };
+}
+
+interface Server {
+  proc: Subprocess<"ignore", "inherit", "inherit">;
+  url: string;
+  pid: number;
+}
+
+async function startServer(profileName?: string): Promise<Server> {
+  const port = freePort();
+  const prof = PROFILE_DIR && profileName ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profileName}`] : [];
+  const cmd = [BUN, ...prof, "src/cli.ts", "--no-policy", "--host", "127.0.0.1", "--port", String(port), "--log-level", "error"];
+  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "inherit", stderr: "inherit" });
+  children.add(proc);
+  const deadline = performance.now() + 15_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`wasmnet server exited with ${proc.exitCode} during startup (${cmd.join(" ")})`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (r.status === 200) break;
+    } catch {}
+    if (performance.now() > deadline) throw new Error(`wasmnet server not healthy after 15 s (${cmd.join(" ")})`);
+    await sleep(50);
+  }
+  return { proc, url: `ws://127.0.0.1:${port}/`, pid: proc.pid };
+}
+
+// ---------------------------------------------------------------- CPU accounting
+
+/** utime+stime of a process in ms, from /proc/<pid>/stat. */
+function cpuMs(pid: number): number {
+  const s = require("node:fs").readFileSync(`/proc/${pid}/stat`, "utf8") as string;
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // CLK_TCK is 100 on Linux
+}
+
+interface CpuSnap {
+  client: number;
+  target: number;
+  server: number | null;
+}
+function cpuSnap(target: Target, server: Server | null): CpuSnap {
+  const u = process.cpuUsage();
+  return { client: (u.user + u.system) / 1000, target: cpuMs(target.proc.pid), server: server ? cpuMs(server.pid) : null };
+}
+function cpuDelta(a: CpuSnap, b: CpuSnap): CpuSnap {
+  return { client: b.client - a.client, target: b.target - a.target, server: a.server === null || b.server === null ? null : b.server - a.server };
+}
+
+// ---------------------------------------------------------------- echo engine
+
+/**
+ * One echo stream: writes 64 KiB chunks of the pattern, keeps at most `maxInFlight` bytes
+ * un-echoed (and, with flow control, never more than the credit allows), counts what comes back
+ * and optionally hashes it.
+ */
+class EchoFlow {
+  sent = 0;
+  recv = 0;
+  private next = 0;
+  private hasher: Bun.CryptoHasher | null;
+  readonly done: Promise<void>;
+  private resolve!: () => void;
+  private reject!: (e: Error) => void;
+  write: (chunkIndex: number, chunk: Uint8Array) => void = () => {};
+  gate: () => boolean = () => true;
+
+  constructor(
+    readonly total: number,
+    readonly maxInFlight: number,
+    verify: boolean,
+  ) {
+    this.hasher = verify ? new Bun.CryptoHasher("sha256") : null;
+    this.done = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+  }
+
+  pump(): void {
+    while (this.sent < this.total && this.sent - this.recv + CHUNK <= this.maxInFlight && this.gate()) {
+      const i = this.next++;
+      this.sent += CHUNK;
+      this.write(i, chunkAt(i));
+    }
+  }
+
+  data(d: Uint8Array): void {
+    this.recv += d.length;
+    this.hasher?.update(d);
+    if (this.recv > this.total) return this.fail(`echo returned ${this.recv} bytes, more than the ${this.total} sent`);
+    if (this.recv === this.total) {
+      if (this.hasher) {
+        const got = this.hasher.digest("hex");
+        const want = expectedHash(this.total);
+        if (got !== want) return this.fail(`echo corrupted: sha256 ${got.slice(0, 16)}… != expected ${want.slice(0, 16)}…`);
+      }
+      return this.resolve();
+    }
+    this.pump();
+  }
+
+  fail(msg: string): void {
+    this.reject(new Error(msg));
+  }
+  describe(): string {
+    return `${this.sent}/${this.total} sent, ${this.recv} echoed`;
+  }
+}
+
+/** Receives a download of `total` bytes, optionally hashing it. */
+class DownloadFlow {
+  recv = 0;
+  private hasher: Bun.CryptoHasher | null;
+  readonly done: Promise<void>;
+  private resolve!: () => void;
+  private reject!: (e: Error) => void;
+  constructor(
+    readonly total: number,
+    verify: boolean,
+  ) {
+    this.hasher = verify ? new Bun.CryptoHasher("sha256") : null;
+    this.done = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+  }
+  data(d: Uint8Array): void {
+    this.recv += d.length;
+    this.hasher?.update(d);
+    if (this.recv > this.total) return this.fail(`download delivered ${this.recv} bytes, more than the ${this.total} asked`);
+    if (this.recv === this.total) {
+      if (this.hasher) {
+        const got = this.hasher.digest("hex");
+        if (got !== expectedHash(this.total)) return this.fail(`download corrupted: sha256 ${got.slice(0, 16)}… != expected`);
+      }
+      this.resolve();
+    }
+  }
+  fail(msg: string): void {
+    this.reject(new Error(msg));
+  }
+}
+
+// ---------------------------------------------------------------- direct TCP
+
+interface DirectState {
+  onData: (d: Uint8Array) => void;
+  onDrain: () => void;
+  onClose: (why: string) => void;
+  queue: Uint8Array[];
+}
+
+async function directConnect(port: number, st: Omit<DirectState, "queue">): Promise<Socket<DirectState>> {
+  const s = await Bun.connect<DirectState>({
+    hostname: "127.0.0.1",
+    port,
+    data: { ...st, queue: [] },
+    socket: {
+      data(s, d) {
+        s.data.onData(d);
+      },
+      drain(s) {
+        const q = s.data.queue;
+        while (q.length) {
+          const n = s.write(q[0]!);
+          if (n < 0) return;
+          if (n < q[0]!.length) return void (q[0] = q[0]!.subarray(n));
+          q.shift();
+        }
+        s.data.onDrain();
+      },
+      close(s, err) {
+        s.data.onClose(err ? `closed: ${err.message}` : "closed by peer");
+      },
+      error(s, err) {
+        s.data.onClose(`error: ${err.message}`);
+      },
+    },
+  });
+  s.setNoDelay(true);
+  return s;
+}
+
+/** Write everything: Bun's write() does not buffer, so keep the tail for drain (BUN-NOTES §2.2). */
+function directWrite(s: Socket<DirectState>, d: Uint8Array): void {
+  const q = s.data.queue;
+  if (q.length) return void q.push(d);
+  const n = s.write(d);
+  if (n >= 0 && n < d.length) q.push(d.subarray(n));
+}
+
+interface RunResult {
+  mibps: number;
+  secs: number;
+  cpu: CpuSnap;
+  frames?: FrameStats;
+}
+
+async function directEcho(t: Target, streams: number, total: number, verify: boolean): Promise<RunResult> {
+  const per = total / streams;
+  const flows = Array.from({ length: streams }, () => new EchoFlow(per, INFLIGHT, verify));
+  const socks = await Promise.all(
+    flows.map((f) =>
+      directConnect(t.echo, {
+        onData: (d) => f.data(d),
+        onDrain: () => f.pump(),
+        onClose: (why) => f.fail(`direct echo connection ${why} at ${f.describe()}`),
+      }),
+    ),
+  );
+  flows.forEach((f, i) => (f.write = (_, c) => directWrite(socks[i]!, c)));
+  const c0 = cpuSnap(t, null);
+  const t0 = performance.now();
+  for (const f of flows) f.pump();
+  await withTimeout(Promise.all(flows.map((f) => f.done)), timeoutFor(total), () => `direct echo x${streams} stalled: ${flows.map((f) => f.describe()).join("; ")}`);
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = cpuDelta(c0, cpuSnap(t, null));
+  for (const s of socks) {
+    s.data.onClose = () => {};
+    s.end();
+  }
+  return { mibps: total / MIB / secs, secs, cpu };
+}
+
+async function directDownload(t: Target, total: number, verify: boolean): Promise<RunResult> {
+  const f = new DownloadFlow(total, verify);
+  const s = await directConnect(t.download, {
+    onData: (d) => f.data(d),
+    onDrain: () => {},
+    onClose: (why) => f.fail(`direct download connection ${why} at ${f.recv}/${total}`),
+  });
+  const c0 = cpuSnap(t, null);
+  const t0 = performance.now();
+  directWrite(s, new TextEncoder().encode(`${total}\n`));
+  await withTimeout(f.done, timeoutFor(total), () => `direct download stalled at ${f.recv}/${total} bytes`);
+  const secs = (performance.now() - t0) / 1000;
+  const cpu = cpuDelta(c0, cpuSnap(t, null));
+  s.data.onClose = () => {};
+  s.end();
+  return { mibps: total / MIB / secs, secs, cpu };
+}
+
+// ---------------------------------------------------------------- wasmnet
+
+/** Pre-encoded `send` frames per stream id (the codec's copy is done once, not per chunk). */
+const frameCache = new Map<number, Uint8Array[]>();
+function sendFrame(id: number, chunkIndex: number): Uint8Array {
+  let fs = frameCache.get(id);
+  if (!fs) {
+    fs = Array.from({ length: POOL_CHUNKS }, (_, k) => encodeBinaryRequest({ op: "send", id, data: chunkAt(k) }));
+    frameCache.set(id, fs);
+  }
+  return fs[chunkIndex % POOL_CHUNKS]!;
+}
+
+function streamFailure(ev: Event, what: string): string {
+  return `${what}: server sent ${describe(ev)}`;
+}
+
+async function wasmnetEcho(t: Target, srv: Server, streams: number, total: number, verify: boolean, flow: boolean): Promise<RunResult | { skipped: string }> {
+  const ses = await WnSession.open(srv.url);
+  try {
+    let window = 0;
+    if (flow) {
+      const h = await ses.negotiateFlow();
+      if ("unsupported" in h) return { skipped: `server does not negotiate flow control (${h.unsupported})` };
+      window = h.window;
+    }
+    const per = total / streams;
+    // Version 1 has no flow control: pace by un-echoed bytes. Version 2: the credit is the pace.
+    const flows = Array.from({ length: streams }, () => new EchoFlow(per, flow ? Infinity : INFLIGHT, verify));
+    await Promise.all(flows.map((_, i) => ses.connect(i + 1, "127.0.0.1", t.echo)));
+    flows.forEach((f, i) => {
+      const id = i + 1;
+      let credit = window;
+      if (flow) {
+        f.gate = () => credit >= CHUNK;
+        f.write = (k) => {
+          credit -= CHUNK;
+          ses.sendFrame(sendFrame(id, k));
+        };
+      } else f.write = (k) => ses.sendFrame(sendFrame(id, k));
+      ses.sinks.set(id, {
+        data: (d) => f.data(d),
+        credit: (b) => {
+          credit += b;
+          if (credit > window) f.fail(`server credited more than the window: ${credit} > ${window}`);
+          f.pump();
+        },
+        other: (ev) => f.fail(streamFailure(ev, `wasmnet echo id ${id} at ${f.describe()}`)),
+      });
+    });
+    ses.stats = { dataFrames: 0, dataBytes: 0, creditFrames: 0, creditBytes: 0, sentFrames: 0, sentBytes: 0 };
+    const c0 = cpuSnap(t, srv);
+    const t0 = performance.now();
+    for (const f of flows) f.pump();
+    await withTimeout(
+      Promise.all(flows.map((f) => f.done)),
+      timeoutFor(total),
+      () => `wasmnet echo x${streams}${flow ? " (flow)" : ""} stalled: ${flows.map((f) => f.describe()).join("; ")}`,
+    );
+    const secs = (performance.now() - t0) / 1000;
+    const cpu = cpuDelta(c0, cpuSnap(t, srv));
+    if (ses.problems.length) throw new Error(`session problems: ${ses.problems.join(" | ")}`);
+    return { mibps: total / MIB / secs, secs, cpu, frames: { ...ses.stats } };
+  } finally {
+    ses.sinks.clear();
+    ses.close();
+  }
+}
+
+async function wasmnetDownload(t: Target, srv: Server, total: number, verify: boolean): Promise<RunResult> {
+  const ses = await WnSession.open(srv.url);
+  try {
+    const f = new DownloadFlow(total, verify);
+    await ses.connect(1, "127.0.0.1", t.download);
+    ses.sinks.set(1, { data: (d) => f.data(d), other: (ev) => f.fail(streamFailure(ev, `wasmnet download at ${f.recv}/${total}`)) });
+    ses.stats = { dataFrames: 0, dataBytes: 0, creditFrames: 0, creditBytes: 0, sentFrames: 0, sentBytes: 0 };
+    const c0 = cpuSnap(t, srv);
+    const t0 = performance.now();
+    ses.send({ op: "send", id: 1, data: new TextEncoder().encode(`${total}\n`) });
+    await withTimeout(f.done, timeoutFor(total), () => `wasmnet download stalled at ${f.recv}/${total} bytes`);
+    const secs = (performance.now() - t0) / 1000;
+    const cpu = cpuDelta(c0, cpuSnap(t, srv));
+    return { mibps: total / MIB / secs, secs, cpu, frames: { ...ses.stats } };
+  } finally {
+    ses.sinks.clear();
+    ses.close();
+  }
+}
+
+/** Generous: 1 MiB/s would still finish. A stall is reported with its byte counts. */
+function timeoutFor(total: number): number {
+  return Math.max(30_000, (total / MIB) * 1000);
+}
+
+// ---------------------------------------------------------------- connect latency
+
+const ONE = new Uint8Array([0x2a]);
+
+/** Direct: Bun.connect, write 1 byte, wait for its echo. Returns ms. */
+async function directConnectOnce(t: Target, i: number): Promise<number> {
+  let got!: () => void;
+  const echoed = new Promise<void>((r) => (got = r));
+  const t0 = performance.now();
+  const s = await directConnect(t.echo, { onData: () => got(), onDrain: () => {}, onClose: () => {} });
+  directWrite(s, ONE);
+  await withTimeout(echoed, 10_000, () => `direct connect #${i}: no echo`);
+  const ms = performance.now() - t0;
+  s.end();
+  return ms;
+}
+
+async function closeStream(ses: WnSession, id: number): Promise<void> {
+  const closed = ses.next(id);
+  ses.send({ op: "close", id });
+  const c = await closed;
+  if (c.ev !== "closed") throw new Error(`wasmnet close id ${id}: expected closed, got ${describe(c)}`);
+}
+
+/** wasmnet, on an open session: connect → connected → send 1 byte → data. Returns ms. */
+async function wasmnetConnectOnce(t: Target, ses: WnSession, id: number): Promise<number> {
+  const t0 = performance.now();
+  await ses.connect(id, "127.0.0.1", t.echo);
+  const echoed = ses.next(id);
+  ses.send({ op: "send", id, data: ONE });
+  const ev = await echoed;
+  if (ev.ev !== "data" || ev.data.length !== 1) throw new Error(`wasmnet connect id ${id}: expected 1 echoed byte, got ${describe(ev)}`);
+  const ms = performance.now() - t0;
+  await closeStream(ses, id);
+  return ms;
+}
+
+/**
+ * Informational: the same round trip with the 1-byte send pipelined right behind the connect
+ * (SPEC §5.1 queues it until the connection is up), which saves one client↔server round trip.
+ */
+async function wasmnetPipelinedOnce(t: Target, ses: WnSession, id: number): Promise<number> {
+  let connected = false;
+  let done!: (err?: string) => void;
+  const echoed = new Promise<void>((res, rej) => (done = (err) => (err ? rej(new Error(err)) : res())));
+  ses.sinks.set(id, {
+    data: (d) => done(connected && d.length === 1 ? undefined : `pipelined connect id ${id}: data before connected or wrong size (${d.length})`),
+    other: (ev) => (ev.ev === "connected" ? (connected = true) : done(`pipelined connect id ${id}: ${describe(ev)}`)),
+  });
+  const t0 = performance.now();
+  ses.send({ op: "connect", id, addr: "127.0.0.1", port: t.echo });
+  ses.send({ op: "send", id, data: ONE });
+  await withTimeout(echoed, 10_000, () => `pipelined connect id ${id}: no echo`);
+  const ms = performance.now() - t0;
+  ses.sinks.delete(id);
+  await closeStream(ses, id);
+  return ms;
+}
+
+/** Interleaved one by one, so load changes on a shared machine hit all three alike. */
+async function connectLatency(t: Target, srv: Server, n: number, warm: number): Promise<{ d: number[]; w: number[]; pl: number[] }> {
+  const ses = await WnSession.open(srv.url);
+  const d: number[] = [];
+  const w: number[] = [];
+  const pl: number[] = [];
+  let id = 1;
+  for (let i = 0; i < warm + n; i++) {
+    const a = await directConnectOnce(t, i);
+    const b = await wasmnetConnectOnce(t, ses, id++);
+    const c = await wasmnetPipelinedOnce(t, ses, id++);
+    if (i < warm) continue;
+    d.push(a);
+    w.push(b);
+    pl.push(c);
+  }
+  if (ses.problems.length) throw new Error(`session problems: ${ses.problems.join(" | ")}`);
+  ses.close();
+  return { d, w, pl };
+}
+
+// ---------------------------------------------------------------- RSS per idle stream
+
+async function settleRss(pid: number): Promise<number> {
+  await sleep(SETTLE_MS);
+  return vmRssKiB(pid);
+}
+
+interface RssResult {
+  /** (after − before) / n: the reported figure. */
+  perKiB: number;
+  before: number;
+  after: number;
+  /** After another n streams: (after2 − after) / n, the marginal cost without one-off heap growth. */
+  after2: number;
+  marginalKiB: number;
+}
+
+async function wasmnetRss(t: Target, n: number): Promise<RssResult> {
+  const srv = await startServer();
+  try {
+    const ses = await WnSession.open(srv.url);
+    await ses.connect(1, "127.0.0.1", t.echo); // warm the connect path once
+    const closed = ses.next(1);
+    ses.send({ op: "close", id: 1 });
+    await closed;
+    const before = await settleRss(srv.pid);
+    const BATCH = 100;
+    const openMore = async (first: number) => {
+      for (let i = 0; i < n; i += BATCH) {
+        const ids = Array.from({ length: Math.min(BATCH, n - i) }, (_, k) => first + i + k);
+        await Promise.all(ids.map((id) => ses.connect(id, "127.0.0.1", t.echo)));
+      }
+    };
+    await openMore(100_000);
+    const after = await settleRss(srv.pid);
+    await openMore(200_000);
+    const after2 = await settleRss(srv.pid);
+    if (ses.problems.length) throw new Error(`session problems: ${ses.problems.join(" | ")}`);
+    ses.close();
+    return { perKiB: (after - before) / n, before, after, after2, marginalKiB: (after2 - after) / n };
+  } finally {
+    await stopChild(srv.proc);
+  }
+}
+
+async function directRss(t: Target, n: number): Promise<RssResult> {
+  const proc = Bun.spawn([BUN, join(ROOT, "scripts/bench/holder.ts")], { cwd: ROOT, stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  children.add(proc);
+  try {
+    const lines = new Lines(proc.stdout);
+    await lines.next(10_000, "holder ready");
+    const cmd = async (c: string) => {
+      proc.stdin.write(c + "\n");
+      proc.stdin.flush();
+      const r = await lines.next(60_000, `holder: ${c}`);
+      if (!r.startsWith("ok")) throw new Error(`holder: ${c} → ${r}`);
+    };
+    await cmd(`open 1 ${t.echo}`);
+    await cmd("close");
+    const before = await settleRss(proc.pid);
+    await cmd(`open ${n} ${t.echo}`);
+    const after = await settleRss(proc.pid);
+    await cmd(`open ${n} ${t.echo}`);
+    const after2 = await settleRss(proc.pid);
+    return { perKiB: (after - before) / n, before, after, after2, marginalKiB: (after2 - after) / n };
+  } finally {
+    proc.stdin.end();
+    await stopChild(proc);
+  }
+}
+
+// ---------------------------------------------------------------- the run
+
+interface Row {
+  key: string;
+  measure: string;
+  unit: string;
+  direct: number | null;
+  wasmnet: number | null;
+  ratio: number | null;
+  target: string;
+  pass: boolean | null;
+  samples: { direct: number[]; wasmnet: number[] };
+  note?: string;
+  detail?: Record<string, unknown>;
+}
+
+const rows: Row[] = [];
+const notes: string[] = [];
+
+function throughputRow(key: string, measure: string, minRatio: number, dr: RunResult[] | { skipped: string }, w: RunResult[] | { skipped: string }): Row {
+  const d = Array.isArray(dr) ? dr : [];
+  const dm = d.length ? median(d.map((r) => r.mibps)) : NaN;
+  if (!Array.isArray(w))
+    return { key, measure, unit: "MiB/s", direct: dm, wasmnet: null, ratio: null, target: `≥ ${minRatio.toFixed(2)}`, pass: null, samples: { direct: d.map((r) => r.mibps), wasmnet: [] }, note: `skipped: ${w.skipped}` };
+  const wm = median(w.map((r) => r.mibps));
+  const ratio = d.length ? wm / dm : null;
+  const perMiB = (x: number | null, r: RunResult) => (x === null ? null : x / (r.secs * r.mibps));
+  const cpu = (rs: RunResult[], k: keyof CpuSnap) => {
+    const v = rs.map((r) => perMiB(r.cpu[k], r)).filter((x): x is number => x !== null);
+    return v.length ? Number(median(v).toFixed(2)) : null;
+  };
+  const detail: Record<string, unknown> = {
+    cpu_ms_per_mib: {
+      direct: { client: cpu(d, "client"), target: cpu(d, "target") },
+      wasmnet: { client: cpu(w, "client"), server: cpu(w, "server"), target: cpu(w, "target") },
+    },
+  };
+  const fr = w[w.length - 1]!.frames;
+  if (fr) {
+    const mib = fr.dataBytes / MIB || 1;
+    detail.frames = {
+      data_frames_per_mib: Number((fr.dataFrames / mib).toFixed(1)),
+      avg_data_frame_bytes: Math.round(fr.dataBytes / Math.max(1, fr.dataFrames)),
+      credit_frames_per_mib: Number((fr.creditFrames / mib).toFixed(1)),
+    };
+    if (fr.sentBytes >= MIB) (detail.frames as Record<string, number>).sent_frames_per_mib = Number((fr.sentFrames / (fr.sentBytes / MIB)).toFixed(1));
+  }
+  return { key, measure, unit: "MiB/s", direct: dm, wasmnet: wm, ratio, target: `≥ ${minRatio.toFixed(2)}`, pass: ratio === null ? null : ratio >= minRatio, samples: { direct: d.map((r) => r.mibps), wasmnet: w.map((r) => r.mibps) }, detail };
+}
+
+type Runner = (verify: boolean) => Promise<RunResult | { skipped: string }>;
+
+/** One hashed verification pass per variant, then RUNS timed passes interleaved across variants. */
+async function measureThroughput(name: string, variants: Record<string, Runner>): Promise<Record<string, RunResult[] | { skipped: string }>> {
+  const out: Record<string, RunResult[] | { skipped: string }> = {};
+  for (const [v, run] of Object.entries(variants)) {
+    if (!VARIANTS.has(v)) {
+      out[v] = { skipped: "not selected (--variants)" };
+      continue;
+    }
+    const r = await run(true);
+    if ("skipped" in r) {
+      out[v] = r;
+      log(`  ${name} ${v}: skipped (${r.skipped})`);
+    } else {
+      out[v] = [];
+      log(`  ${name} ${v}: verified (sha256 ok), ${r.mibps.toFixed(0)} MiB/s while hashing`);
+    }
+  }
+  for (let i = 0; i < RUNS; i++) {
+    for (const [v, run] of Object.entries(variants)) {
+      const acc = out[v]!;
+      if (!Array.isArray(acc)) continue;
+      const r = (await run(false)) as RunResult;
+      acc.push(r);
+      log(`  ${name} ${v} run ${i + 1}/${RUNS}: ${r.mibps.toFixed(1)} MiB/s (${r.secs.toFixed(2)} s)`);
+    }
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const target = await startTarget();
+  let server: Server | null = null;
+  const started = performance.now();
+  log(`bench: ${TOTAL / MIB} MiB per throughput measure, ${RUNS} timed runs + 1 verification run each, v1 in-flight ${INFLIGHT / KIB} KiB`);
+  try {
+    server = await startServer("server");
+    const srv = server;
+    expectedHash(TOTAL);
+    expectedHash(TOTAL / STREAMS);
+
+    if (ONLY.has("echo1")) {
+      log("echo, 1 stream");
+      const r = await measureThroughput("echo1", {
+        direct: (v) => directEcho(target, 1, TOTAL, v),
+        wasmnet: (v) => wasmnetEcho(target, srv, 1, TOTAL, v, false),
+        flow: (v) => wasmnetEcho(target, srv, 1, TOTAL, v, true),
+      });
+      const d = r.direct!;
+      rows.push(throughputRow("echo1", "echo, 1 stream (v1, paced)", 0.6, d, r.wasmnet!));
+      rows.push(throughputRow("echo1_flow", "echo, 1 stream (v2 flow)", 0.6, d, r.flow!));
+    }
+    if (ONLY.has("download")) {
+      log("download, 1 stream");
+      const r = await measureThroughput("download", {
+        direct: (v) => directDownload(target, TOTAL, v),
+        wasmnet: (v) => wasmnetDownload(target, srv, TOTAL, v),
+      });
+      rows.push(throughputRow("download", "download, 1 stream", 0.6, r.direct!, r.wasmnet!));
+    }
+    if (ONLY.has("echo8")) {
+      log(`echo, ${STREAMS} streams`);
+      const r = await measureThroughput("echo8", {
+        direct: (v) => directEcho(target, STREAMS, TOTAL, v),
+        wasmnet: (v) => wasmnetEcho(target, srv, STREAMS, TOTAL, v, false),
+        flow: (v) => wasmnetEcho(target, srv, STREAMS, TOTAL, v, true),
+      });
+      const d = r.direct!;
+      rows.push(throughputRow("echo8", `echo, ${STREAMS} streams on one session (v1, paced)`, 0.5, d, r.wasmnet!));
+      rows.push(throughputRow("echo8_flow", `echo, ${STREAMS} streams on one session (v2 flow)`, 0.5, d, r.flow!));
+    }
+    if (ONLY.has("connect")) {
+      log(`connect → first echoed byte, ${CONNECTS} connects`);
+      const { d, w, pl } = await connectLatency(target, srv, CONNECTS, 20);
+      const dm = median(d);
+      const wm = median(w);
+      const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]!;
+      log(`  direct median ${dm.toFixed(3)} ms (p90 ${p90(d).toFixed(3)}), wasmnet median ${wm.toFixed(3)} ms (p90 ${p90(w).toFixed(3)}), pipelined ${median(pl).toFixed(3)} ms`);
+      rows.push({
+        key: "connect",
+        measure: "connect → first echoed byte, median",
+        unit: "ms",
+        direct: dm,
+        wasmnet: wm,
+        ratio: wm / dm,
+        target: "≤ 2× direct",
+        pass: wm <= 2 * dm,
+        samples: { direct: d, wasmnet: w },
+        detail: { p90_ms: { direct: p90(d), wasmnet: p90(w) }, pipelined_median_ms: median(pl), pipelined_p90_ms: p90(pl) },
+      });
+    }
+    await stopChild(server.proc);
+    server = null;
+
+    if (ONLY.has("rss")) {
+      log(`RSS per idle open stream, ${IDLE_STREAMS} streams (fresh child per run)`);
+      const d: number[] = [];
+      const w: number[] = [];
+      const raw: { direct: RssResult; wasmnet: RssResult }[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const dr = await directRss(target, IDLE_STREAMS);
+        const wr = await wasmnetRss(target, IDLE_STREAMS);
+        d.push(dr.perKiB);
+        w.push(wr.perKiB);
+        raw.push({ direct: dr, wasmnet: wr });
+        log(
+          `  run ${i + 1}/${RUNS}: direct ${dr.perKiB.toFixed(2)} KiB/socket (${dr.before}→${dr.after}→${dr.after2} KiB), ` +
+            `wasmnet ${wr.perKiB.toFixed(2)} KiB/stream (${wr.before}→${wr.after}→${wr.after2} KiB)`,
+        );
+      }
+      const dm = median(d);
+      const wm = median(w);
+      rows.push({
+        key: "rss",
+        measure: "RSS per idle open stream",
+        unit: "KiB",
+        direct: dm,
+        wasmnet: wm,
+        ratio: dm > 0 ? wm / dm : null,
+        target: "≤ 4 KiB (absolute)",
+        pass: wm <= 4,
+        samples: { direct: d, wasmnet: w },
+        detail: { marginal_kib: { direct: median(raw.map((r) => r.direct.marginalKiB)), wasmnet: median(raw.map((r) => r.wasmnet.marginalKiB)) }, runs: raw },
+      });
+    }
+  } finally {
+    if (server) await stopChild(server.proc);
+    target.proc.stdin.end();
+    await stopChild(target.proc);
+  }
+
+  const secs = (performance.now() - started) / 1000;
+  if (JSON_OUT) {
+    const json = {
+      bun: Bun.version,
+      quick: QUICK,
+      bytes_per_measure: TOTAL,
+      runs: RUNS,
+      v1_inflight_bytes: INFLIGHT,
+      streams: STREAMS,
+      connects: CONNECTS,
+      idle_streams: IDLE_STREAMS,
+      seconds: Number(secs.toFixed(1)),
+      rows,
+      notes,
+    };
+    process.stdout.write(JSON.stringify(json, null, 2) + "\n");
+    return;
+  }
+  const fmt = (v: number | null, unit: string) => (v === null || Number.isNaN(v) ? "—" : unit === "MiB/s" ? `${v.toFixed(0)} MiB/s` : unit === "ms" ? `${v.toFixed(3)} ms` : `${v.toFixed(2)} KiB`);
+  const lines = [
+    `wasmnet bench — Bun ${Bun.version}, ${TOTAL / MIB} MiB per throughput measure, median of ${RUNS} (+1 hashed verification run), ${secs.toFixed(0)} s total`,
+    "",
+    "| measure | direct | wasmnet | ratio | target | ok |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const r of rows) {
+    const ratio = r.ratio === null ? "—" : `${r.ratio.toFixed(2)}${r.key === "connect" ? "×" : ""}`;
+    const ok = r.pass === null ? "skip" : r.pass ? "yes" : "NO";
+    lines.push(`| ${r.measure} | ${fmt(r.direct, r.unit)} | ${r.note ? r.note : fmt(r.wasmnet, r.unit)} | ${ratio} | ${r.target} | ${ok} |`);
+  }
+  lines.push("");
+  lines.push("samples (timed runs):");
+  for (const r of rows) {
+    const f = (xs: number[]) => xs.map((x) => x.toFixed(r.unit === "ms" ? 3 : r.unit === "KiB" ? 2 : 0)).join(", ");
+    if (r.key === "rss") {
+      const m = r.detail!.marginal_kib as { direct: number; wasmnet: number };
+      lines.push(`  rss: first ${IDLE_STREAMS} direct [${f(r.samples.direct)}] wasmnet [${f(r.samples.wasmnet)}] KiB; next ${IDLE_STREAMS} (marginal) direct ${m.direct.toFixed(2)}, wasmnet ${m.wasmnet.toFixed(2)} KiB`);
+    } else if (r.unit === "ms") {
+      const p = r.detail!.p90_ms as { direct: number; wasmnet: number };
+      const pm = r.detail!.pipelined_median_ms as number;
+      lines.push(`  ${r.key}: p90 direct ${p.direct.toFixed(3)} ms, wasmnet ${p.wasmnet.toFixed(3)} ms; send pipelined behind connect (info): median ${pm.toFixed(3)} ms = ${(pm / r.direct!).toFixed(2)}× direct`);
+    }
+    else lines.push(`  ${r.key}: direct [${f(r.samples.direct)}]  wasmnet [${f(r.samples.wasmnet)}]`);
+    if (r.detail?.cpu_ms_per_mib) lines.push(`    cpu ms/MiB ${JSON.stringify(r.detail.cpu_ms_per_mib)}`);
+    if (r.detail?.frames) lines.push(`    frames ${JSON.stringify(r.detail.frames)}`);
+  }
+  lines.push(`v1 uploads paced at ≤ ${INFLIGHT / KIB} KiB un-echoed per stream (direct uses the same pacing); v2 flow rows are paced by credit only.`);
+  for (const n of notes) lines.push(n);
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+try {
+  await main();
+  process.exit(0);
+} catch (e) {
+  log(`bench: FAILED: ${(e as Error).stack ?? e}`);
+  killAll();
+  process.exit(1);
+}

@@ -185,6 +185,17 @@ describe.each([1, 2] as const)("wisp-js client, Wisp v%d", (v) => {
   });
 });
 
+test("wisp-js's WispWebSocket polyfill (wsproxy-style URL carried over Wisp)", async () => {
+  const { client } = await import("@mercuryworkshop/wisp-js/client" as string);
+  const ws = new client.WispWebSocket(`ws://127.0.0.1:${open.port}/wisp/127.0.0.1:${echo.port}`);
+  ws.binaryType = "arraybuffer";
+  await new Promise((r) => ws.addEventListener("open", r, { once: true }));
+  const got = new Promise<ArrayBuffer>((r) => ws.addEventListener("message", (e: MessageEvent) => r(e.data), { once: true }));
+  ws.send(enc("polyfill"));
+  expect(dec(new Uint8Array(await got))).toBe("polyfill");
+  ws.close();
+});
+
 describe("Wisp v2 handshake (packet level)", () => {
   test("INFO first; CONTINUE(0) only after the client's INFO", async () => {
     const c = await RawWisp.open(wispUrl, { v2: true, info: null });

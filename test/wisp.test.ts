@@ -267,11 +267,15 @@ describe("Wisp v2 handshake (packet level)", () => {
     const server = Bun.serve<WsData>({
       hostname: "127.0.0.1",
       port: 0,
-      fetch: (req, srv) => (srv.upgrade(req, { data: { remote: "127.0.0.1", framing: "json", session: null, transport: null, kind: "wisp" } }) ? undefined : new Response("no", { status: 400 })),
+      fetch: (req, srv) => {
+        const wispVersion = req.headers.get("sec-websocket-protocol") ? 2 : 1;
+        const data: WsData = { remote: "127.0.0.1", framing: "json", session: null, transport: null, kind: "wisp", wispVersion };
+        return srv.upgrade(req, { data }) ? undefined : new Response("no", { status: 400 });
+      },
       websocket: {
         ...wn.websocket,
         open(ws) {
-          openWisp(ws, wn.ctx, { version: 2, passwordAuth: (u, p) => u === "alice" && p === "s3cret" });
+          openWisp(ws, wn.ctx, { version: ws.data.wispVersion ?? 1, passwordAuth: (u, p) => u === "alice" && p === "s3cret" });
         },
       },
     });
@@ -296,6 +300,17 @@ describe("Wisp v2 handshake (packet level)", () => {
       const none = await RawWisp.open(url, { v2: true, info: null });
       none.send({ type: "info", stream: 0, major: 2, minor: 0, extensions: [] });
       expect(await none.closeOf(0)).toBe(WISP_CLOSE.authMissingCredentials);
+      // No way around it: skipping INFO, or speaking v1, is refused before anything is opened.
+      const accepted = echo.accepted;
+      const skip = await RawWisp.open(url, { v2: true, info: null });
+      skip.send({ type: "connect", stream: 1, streamType: 1, port: echo.port, host: "127.0.0.1" });
+      expect(await skip.closeOf(0)).toBe(WISP_CLOSE.authMissingCredentials);
+      const v1 = new WebSocket(url);
+      v1.binaryType = "arraybuffer";
+      const firstV1 = await new Promise<Uint8Array>((r) => (v1.onmessage = (m) => r(new Uint8Array(m.data as ArrayBuffer))));
+      expect([...firstV1]).toEqual([4, 0, 0, 0, 0, WISP_CLOSE.authMissingCredentials]);
+      await Bun.sleep(50);
+      expect(echo.accepted).toBe(accepted);
       // wisp-js's own password extension is understood.
       const { client } = await import("@mercuryworkshop/wisp-js/client" as string);
       const js = new client.ClientConnection(url, {

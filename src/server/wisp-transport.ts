@@ -177,7 +177,10 @@ export class WispTransport implements Transport, WsAdapter {
       this.offered.push({ id: WISP_EXT.streamConfirmation, payload: new Uint8Array(0) });
       // wisp-js (and the v2 spec) expect INFO first, then CONTINUE once the client's INFO is in.
       this.packet({ type: "info", stream: 0, major: 2, minor: 0, extensions: this.offered });
-      this.infoTimer = setTimeout(() => this.finishHandshake(1), WISP_INFO_TIMEOUT_MS);
+      this.infoTimer = setTimeout(() => this.noInfo(), WISP_INFO_TIMEOUT_MS);
+    } else if (config.passwordAuth) {
+      // Credentials travel in the v2 INFO exchange: a v1 client has no way to log in.
+      this.reject(WISP_CLOSE.authMissingCredentials, "Wisp password authentication needs Wisp v2");
     } else {
       this.raw(encodeWispContinue(0, this.buffer));
     }
@@ -247,19 +250,18 @@ export class WispTransport implements Transport, WsAdapter {
 
   message(message: string | Buffer): void {
     if (this.session.closed) return;
-    if (typeof message === "string") return this.malformed(0, "EBADREQ", "Wisp uses binary frames; got a text frame");
-    const d = decodeWispPacket(message);
+    const d = typeof message === "string" ? null : decodeWispPacket(message);
+    if (this.handshaking) {
+      if (d?.ok && d.packet.type === "info" && d.packet.stream === 0) return this.clientInfo(d.packet);
+      this.noInfo();
+      if (this.session.closed || this.ws.readyState !== 1) return;
+    }
+    if (d === null) return this.malformed(0, "EBADREQ", "Wisp uses binary frames; got a text frame");
     if (!d.ok) {
       if (d.stream === null || d.stream === 0) return this.malformed(0, "EBADREQ", `Wisp: ${d.msg}`);
       return this.refuse(d.stream, "EBADREQ", `Wisp: ${d.msg}`);
     }
     const p = d.packet;
-    if (this.handshaking) {
-      if (p.type === "info" && p.stream === 0) return this.clientInfo(p);
-      // A client that asked for v2 but goes straight to streams: carry on as version 1.
-      this.finishHandshake(1);
-      if (this.session.closed || this.ws.readyState !== 1) return;
-    }
     switch (p.type) {
       case "connect":
         return this.connect(p);
@@ -299,6 +301,14 @@ export class WispTransport implements Transport, WsAdapter {
     }
     for (const e of this.offered) if (theirs.has(e.id)) this.negotiated.add(e.id);
     this.finishHandshake(p.major >= 2 ? 2 : 1);
+  }
+
+  /** v2 without the client's INFO (it timed out, or the client went straight to streams). */
+  private noInfo(): void {
+    if (!this.handshaking) return;
+    // Never a way around authentication.
+    if (this.config.passwordAuth) return this.reject(WISP_CLOSE.authMissingCredentials, "Wisp password authentication required");
+    this.finishHandshake(1); // carry on as version 1, as the spec allows
   }
 
   private finishHandshake(version: 1 | 2): void {

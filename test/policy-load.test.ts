@@ -44,7 +44,7 @@ describe("loading", () => {
     expect(d.limits).toEqual({ maxSessions: 1000, maxSessionsPerIp: 32, streamBufferBytes: 1048576, maxMessageBytes: 1048576, idleTimeoutSecs: 300 });
     expect(d.tls).toEqual({ caFile: null });
     expect(d.pool).toEqual({ idleSecs: 0, perKey: 8, warm: [] });
-    expect(d.server).toEqual({ allowedOrigins: null });
+    expect(d.server).toEqual({ allowedOrigins: null, trustedProxies: [] });
   });
   test("an empty file is the defaults", () => {
     expect({ ...parsePolicy("", "p.toml"), source: null } as PolicyConfig).toEqual(defaultPolicy());
@@ -170,4 +170,12 @@ describe("mistakes name the file, the key and the value", () => {
     expect(e.file).toBe("policy.toml");
     expect(e.key).toBe("network.deny[0]");
   });
+});
+
+test("[server] trusted_proxies takes IPs and CIDRs, and names the bad entry", () => {
+  const { parsePolicy } = require("../src/policy/load.ts") as typeof import("../src/policy/load.ts");
+  const cfg = parsePolicy('[server]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]', "p.toml");
+  expect(cfg.server.trustedProxies.map((e) => e.text)).toEqual(["127.0.0.1", "10.0.0.0/8"]);
+  expect(() => parsePolicy('[server]\ntrusted_proxies = ["proxy.example.com"]', "p.toml")).toThrow('p.toml: server.trusted_proxies[0]: "proxy.example.com": expected an IP address or CIDR without a port');
+  expect(() => parsePolicy('[server]\ntrusted_proxies = ["10.0.0.0/33"]', "p.toml")).toThrow("server.trusted_proxies[0]");
 });

@@ -23,3 +23,5 @@ export const SHUTDOWN_GRACE_MS = 3000;
 export const SERVER_ID_BASE = 2 ** 52;
 /** How long a stream closed by the client may take to flush its queued bytes to the target. */
 export const CLOSE_FLUSH_MS = 10_000;
+/** WebSocket keep-alive: Bun pings every half of this; a browser that stops answering is dropped. */
+export const WS_IDLE_TIMEOUT_SECS = 120;

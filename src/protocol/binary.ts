@@ -24,8 +24,13 @@ function putU16(b: Uint8Array, o: number, v: number) { b[o] = (v >>> 8) & 0xff; 
 function putU32(b: Uint8Array, o: number, v: number) { b[o] = v >>> 24; b[o + 1] = (v >>> 16) & 0xff; b[o + 2] = (v >>> 8) & 0xff; b[o + 3] = v & 0xff; }
 function putU64(b: Uint8Array, o: number, v: number) { putU32(b, o, Math.floor(v / TWO_32)); putU32(b, o + 4, v >>> 0); }
 
+/** Returns a buffer of exactly n bytes; the encoder writes every one of them. */
+export type Alloc = (n: number) => Uint8Array;
+const freshBuffer: Alloc = (n) => new Uint8Array(n);
+let alloc: Alloc = freshBuffer;
+
 function frame(type: number, id: number, payloadBytes: number): Uint8Array {
-  const out = new Uint8Array(HEADER_BYTES + payloadBytes);
+  const out = alloc(HEADER_BYTES + payloadBytes);
   out[0] = type;
   putU64(out, 1, id);
   return out;
@@ -119,8 +124,21 @@ function withText(type: number, id: number, s: string, prefix = 0): { out: Uint8
   return { out };
 }
 
-/** Encode one event as a binary frame. */
-export function encodeBinaryEvent(e: Event): Uint8Array {
+/**
+ * Encode one event as a binary frame. With `into`, the frame is built in memory it provides
+ * (the server passes a reused scratch buffer: the frame is only valid until the next call).
+ */
+export function encodeBinaryEvent(e: Event, into?: Alloc): Uint8Array {
+  if (into === undefined) return encodeEvent(e);
+  alloc = into;
+  try {
+    return encodeEvent(e);
+  } finally {
+    alloc = freshBuffer;
+  }
+}
+
+function encodeEvent(e: Event): Uint8Array {
   const type = EV[e.ev];
   switch (e.ev) {
     case "data": {

@@ -1,7 +1,7 @@
 // The mountable part of wasmnet: an upgrade check and a WebSocket handler to put inside any
 // Bun.serve (SPEC §9), plus the small HTTP routes createServer serves next to it.
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
-import { HARD_MESSAGE_FACTOR, WS_BACKPRESSURE_LIMIT } from "../constants.ts";
+import { HARD_MESSAGE_FACTOR, WS_BACKPRESSURE_LIMIT, WS_IDLE_TIMEOUT_SECS } from "../constants.ts";
 import { buildContext, type WasmnetOptions } from "../options.ts";
 import { Session } from "../session/session.ts";
 import type { SessionContext } from "../session/context.ts";
@@ -69,15 +69,15 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   };
 
   const maxMessageBytes = policy.limits.maxMessageBytes;
-  const idle = policy.limits.idleTimeoutSecs;
   const websocket: WebSocketHandler<WsData> = {
     data: {} as WsData,
     maxPayloadLength: maxMessageBytes * HARD_MESSAGE_FACTOR,
     backpressureLimit: WS_BACKPRESSURE_LIMIT,
     closeOnBackpressureLimit: false,
     perMessageDeflate: false,
-    // Bun pings at half the timeout, so a live browser is never cut; a vanished one is.
-    idleTimeout: idle > 0 ? Math.min(960, Math.max(8, idle)) : 0,
+    // Bun pings at half this, so a live browser is never cut and a vanished one is noticed.
+    // (idle_timeout_secs is the per-stream idle timeout, enforced by the session.)
+    idleTimeout: WS_IDLE_TIMEOUT_SECS,
     open(ws) {
       sockets.add(ws);
       perIp.set(ws.data.remote, (perIp.get(ws.data.remote) ?? 0) + 1);

@@ -25,12 +25,23 @@ export interface WsData {
   adapter?: WsAdapter | null;
 }
 
+// One scratch buffer for every outgoing binary frame: ws.sendBinary copies the bytes before it
+// returns (verified, also when it queues under backpressure), so a data event costs no fresh
+// allocation, zero-fill or page faults — the largest CPU cost on the download path otherwise.
+const SCRATCH_MAX = 4 * 1024 * 1024;
+let scratch = new Uint8Array(256 * 1024);
+const scratchAlloc = (n: number): Uint8Array => {
+  if (n > SCRATCH_MAX) return new Uint8Array(n);
+  if (scratch.length < n) scratch = new Uint8Array(Math.min(SCRATCH_MAX, Math.max(n, scratch.length * 2)));
+  return scratch.subarray(0, n);
+};
+
 export class WsTransport implements Transport {
   constructor(private readonly ws: ServerWebSocket<WsData>) {}
 
   send(ev: Event): void {
     const ws = this.ws;
-    const r = ws.data.framing === "binary" ? ws.sendBinary(encodeBinaryEvent(ev)) : ws.sendText(encodeJsonEvent(ev));
+    const r = ws.data.framing === "binary" ? ws.sendBinary(encodeBinaryEvent(ev, scratchAlloc)) : ws.sendText(encodeJsonEvent(ev));
     // 0 means Bun dropped the message. Targets are paused long before Bun's limit, so this is
     // a bug or a hostile pattern; losing data silently is not an option, so end the session.
     if (r === 0 && ws.readyState === 1) ws.close(1011, "outgoing buffer limit reached");

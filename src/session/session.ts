@@ -50,6 +50,8 @@ export class Session implements ListenerOwner, UdpOwner {
   private readonly bucket: TokenBucket;
   private inputPausedUntil = 0;
   private drainCheck: ReturnType<typeof setTimeout> | undefined;
+  private creditOwed = new Map<TcpStream, number>();
+  private creditFlush: ReturnType<typeof setImmediate> | undefined;
   private nextServerId = SERVER_ID_BASE;
   private idleSweep: ReturnType<typeof setInterval> | undefined;
 
@@ -439,9 +441,21 @@ export class Session implements ListenerOwner, UdpOwner {
     }
   }
 
+  /** Credit is batched per loop turn: a burst of sends that the target took earns one event. */
+  /** Credit is batched per loop turn: a burst of sends that the target took earns one event. */
   credit(stream: TcpStream, bytes: number): void {
     stream.outstanding -= bytes;
-    this.transport.send({ ev: "credit", id: stream.id, bytes });
+    this.creditOwed.set(stream, (this.creditOwed.get(stream) ?? 0) + bytes);
+    this.creditFlush ??= setImmediate(() => this.flushCredit());
+  }
+
+  private flushCredit(): void {
+    this.creditFlush = undefined;
+    // Swap first: sending credit can make a transport (Wisp) write more, which earns new credit.
+    const owed = this.creditOwed;
+    this.creditOwed = new Map();
+    if (this.closed) return;
+    for (const [s, n] of owed) if (s.state === "open") this.transport.send({ ev: "credit", id: s.id, bytes: n });
   }
 
   remoteEnded(stream: TcpStream): void {

@@ -244,3 +244,21 @@ test("close on a UDP socket: closed, then its peer's datagrams are not delivered
     peer.stop();
   }
 });
+
+test("close while connect_udp is still being set up: one closed, nothing bound afterwards", async () => {
+  // A slow resolver keeps the open pending while the close arrives.
+  const srv = await startServer({ noPolicy: true, resolver: async () => (await Bun.sleep(200), ["127.0.0.1"]) });
+  const c = await TestClient.open(srv.wsUrl);
+  c.send({ op: "connect_udp", id: 3, addr: "slow.test", port: 9 });
+  await Bun.sleep(20);
+  c.send({ op: "close", id: 3 });
+  expect(await c.next(3)).toEqual({ ev: "closed", id: 3 });
+  await Bun.sleep(400);
+  expect(c.events.filter((e) => e.id === 3)).toEqual([]);
+  expect(srv.handler.ctx.metrics.sockets.udp).toBe(0);
+  // The id is free again.
+  c.send({ op: "connect_udp", id: 3, addr: "127.0.0.1", port: 9 });
+  expect((await c.next(3)).ev).toBe("udp_bound");
+  c.close();
+  await srv.stop();
+});

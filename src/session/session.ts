@@ -248,9 +248,10 @@ export class Session implements ListenerOwner, UdpOwner {
     if (!this.claim(req.id)) return;
     this.pending.add(req.id);
     const dest = await this.destination(req.addr, req.port);
-    if (!this.pending.delete(req.id) || this.closed) return; // closed meanwhile
+    if (!this.pending.has(req.id) || this.closed) return; // closed meanwhile
     const where = formatHostPort(req.addr, req.port);
     if (!dest.ok) {
+      this.pending.delete(req.id);
       if (dest.denied) return this.deny(req.id, dest.denied, where);
       return this.error(req.id, dest.code, `connect_udp ${where}: ${dest.msg}`);
     }
@@ -258,10 +259,12 @@ export class Session implements ListenerOwner, UdpOwner {
     try {
       relay = await UdpRelay.open(this, req.id, { addr: dest.addr, port: dest.port, name: dest.name, rule: dest.rule });
     } catch (e) {
+      if (!this.pending.delete(req.id) || this.closed) return;
       return this.error(req.id, "EINTERNAL", `connect_udp ${where}: ${(e as Error).message}`);
     }
     this.ctx.metrics.sockets.udp++;
-    if (this.closed) return relay.close("session closed");
+    // The client may have closed the id (or the session) while the socket was being bound.
+    if (!this.pending.delete(req.id) || this.closed) return relay.close(this.closed ? "session closed" : "closed by client");
     this.resources.set(req.id, relay);
     this.transport.send({ ev: "udp_bound", id: req.id, port: relay.localPort });
   }
@@ -409,6 +412,8 @@ export class Session implements ListenerOwner, UdpOwner {
   // ---- close ----
 
   private close(id: number): void {
+    // A UDP socket still being bound, or a look-up in flight: abandon it; its result is dropped.
+    if (this.pending.delete(id)) return this.transport.send({ ev: "closed", id });
     const r = this.resources.get(id);
     if (!r) return this.error(id, "EBADID", `close: unknown id ${id}`);
     this.resources.delete(id);

@@ -156,8 +156,6 @@ export class WispTransport implements Transport, WsAdapter {
   private version: 1 | 2 = 1;
   private pauseMask = 0;
   private readonly overfull = new Set<WispStream>();
-  /** UDP streams the client closed before they were bound: closed in the session once bound. */
-  private readonly abandoned = new Set<number>();
 
   constructor(
     private readonly ws: ServerWebSocket<WsData>,
@@ -198,11 +196,7 @@ export class WispTransport implements Transport, WsAdapter {
       return this.raw(encodeWispClose(ev.id, wispReason(ev.code)));
     }
     const s = this.streams.get(ev.id);
-    if (!s) {
-      if (ev.ev === "udp_bound" && this.abandoned.delete(ev.id)) this.request({ op: "close", id: ev.id });
-      else if (ev.ev === "error" || ev.ev === "denied") this.abandoned.delete(ev.id);
-      return; // id 0, or a stream the client already closed
-    }
+    if (!s) return; // id 0, or a stream the client already closed
     switch (ev.ev) {
       case "data":
         return this.raw(encodeWispData(ev.id, ev.data));
@@ -272,8 +266,6 @@ export class WispTransport implements Transport, WsAdapter {
         const s = this.streams.get(p.stream);
         if (!s) return;
         this.forget(s);
-        // A UDP socket still being bound is not closable yet (the session answers EBADID).
-        if (s.udp && !s.connected) this.abandoned.add(s.id);
         this.request({ op: "close", id: s.id });
         return;
       }
@@ -348,7 +340,6 @@ export class WispTransport implements Transport, WsAdapter {
     if (udp && this.version === 2 && !this.negotiated.has(WISP_EXT.udp))
       return this.refuse(id, "EBADREQ", "Wisp UDP stream without the UDP extension");
     this.recentlyClosed.delete(id);
-    this.abandoned.delete(id);
     const s = new WispStream(id, udp, this.buffer);
     this.streams.set(id, s);
     this.request({ op: udp ? "connect_udp" : "connect", id, addr: host, port: p.port });

@@ -17,6 +17,7 @@ import { encodeBinaryRequest } from "../src/protocol/binary.ts";
 import type { Event } from "../src/protocol/messages.ts";
 import { CHUNK, chunkAt, expectedHash, freePort, KIB, Lines, median, MIB, POOL_CHUNKS, sleep, vmRssKiB, withTimeout } from "./bench/common.ts";
 import { describe, WnSession, type FrameStats } from "./bench/wsclient.ts";
+import { wispEcho } from "./bench/wisp.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = process.execPath;
@@ -38,7 +39,7 @@ if (flag("help") || flag("h")) {
   --only       run a subset of the measures
   --inflight   version-1 upload pacing: max un-echoed bytes per stream (default 512)
   --mib        bytes per throughput measure, overriding the default (256) / --quick (16)
-  --variants   throughput variants to run (default direct,wasmnet,flow), e.g. for profiling one path
+  --variants   throughput variants to run (default direct,wasmnet,flow,wisp), e.g. for profiling one path
   --idle       streams held open for the RSS measure (default 1000)
   --settle     ms to wait before each RSS reading (default 400)
   --profile    run the wasmnet server child under --cpu-prof (markdown profile in DIR, default .bench/profile)`);
@@ -58,11 +59,11 @@ const STREAMS = 8;
 const CONNECTS = 200;
 const IDLE_STREAMS = Number(opt("idle") ?? 1000);
 const SETTLE_MS = Number(opt("settle") ?? 400);
-const VARIANTS = new Set(opt("variants")?.split(",") ?? ["direct", "wasmnet", "flow"]);
+const VARIANTS = new Set(opt("variants")?.split(",") ?? ["direct", "wasmnet", "flow", "wisp"]);
 const PROFILE_DIR = flag("profile") ? join(ROOT, ".bench/profile") : opt("profile");
 if (!(RUNS >= 1 && RUNS <= 20) || !(MIB_PER > 0) || !(INFLIGHT >= CHUNK) || !(IDLE_STREAMS >= 1 && IDLE_STREAMS <= 10_000) || !(SETTLE_MS >= 0))
   fail("bad --runs / --mib / --inflight / --idle / --settle");
-for (const v of VARIANTS) if (!["direct", "wasmnet", "flow"].includes(v)) fail(`--variants: unknown variant "${v}"`);
+for (const v of VARIANTS) if (!["direct", "wasmnet", "flow", "wisp"].includes(v)) fail(`--variants: unknown variant "${v}"`);
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n`);
@@ -372,6 +373,13 @@ function sendFrame(id: number, chunkIndex: number): Uint8Array {
 
 function streamFailure(ev: Event, what: string): string {
   return `${what}: server sent ${describe(ev)}`;
+}
+
+/** The same 1-stream echo over Wisp (CONTINUE-paced), through the same server and target. */
+async function wispEchoRun(t: Target, srv: Server, total: number, verify: boolean): Promise<RunResult> {
+  const c0 = cpuSnap(t, srv);
+  const r = await wispEcho(srv.url, t.echo, total, { verify });
+  return { mibps: r.mibPerSec, secs: r.secs, cpu: cpuDelta(c0, cpuSnap(t, srv)) };
 }
 
 async function wasmnetEcho(t: Target, srv: Server, streams: number, total: number, verify: boolean, flow: boolean): Promise<RunResult | { skipped: string }> {
@@ -700,10 +708,12 @@ async function main(): Promise<void> {
         direct: (v) => directEcho(target, 1, TOTAL, v),
         wasmnet: (v) => wasmnetEcho(target, srv, 1, TOTAL, v, false),
         flow: (v) => wasmnetEcho(target, srv, 1, TOTAL, v, true),
+        wisp: (v) => wispEchoRun(target, srv, TOTAL, v),
       });
       const d = r.direct!;
       rows.push(throughputRow("echo1", "echo, 1 stream (v1, paced)", 0.6, d, r.wasmnet!));
       rows.push(throughputRow("echo1_flow", "echo, 1 stream (v2 flow)", 0.6, d, r.flow!));
+      rows.push(throughputRow("echo1_wisp", "echo, 1 stream (Wisp, /wisp/)", 0.6, d, r.wisp!));
     }
     if (ONLY.has("download")) {
       log("download, 1 stream");

@@ -46,7 +46,7 @@ export async function smoke(executable: string[], env?: Record<string, string>, 
     await until("connected");
     ws.send(JSON.stringify({ op: "send", id: 1, data: btoa("ping") }));
     await until("json:ping");
-    ws.send(encodeBinaryRequest({ op: "send", id: 1, data: new TextEncoder().encode("pong") }));
+    ws.send(encodeBinaryRequest({ op: "send", id: 1, data: new TextEncoder().encode("pong") }) as Uint8Array<ArrayBuffer>);
     await until("bin:pong");
     ws.close();
     proc.kill("SIGTERM");

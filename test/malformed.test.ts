@@ -83,7 +83,7 @@ describe("malformed input", () => {
     for (const [name, raw, id, code] of cases) {
       c.raw(raw);
       const e = await c.wait((e) => e.ev === "error" && e.id === id, 5000, name);
-      expect({ name, code: e.ev === "error" ? e.code : e.ev }).toEqual({ name, code });
+      expect({ name, code: e.ev === "error" ? (e.code as string) : e.ev }).toEqual({ name, code });
       expect(e.ev === "error" && e.msg.length > 5).toBe(true);
     }
     // Still alive: the stream opened before the barrage echoes, and a new one opens.

@@ -55,12 +55,12 @@ export class TestClient {
   }
 
   send(r: Request): void {
-    if (this.framing === "binary") this.ws.send(encodeBinaryRequest(r));
+    if (this.framing === "binary") this.ws.send(encodeBinaryRequest(r) as Uint8Array<ArrayBuffer>);
     else this.ws.send(encodeJsonRequest(r));
   }
 
   raw(data: string | Uint8Array): void {
-    this.ws.send(data);
+    this.ws.send(data as string | Uint8Array<ArrayBuffer>);
   }
 
   /** Resolves with the first event (past or future) matching pred. */

@@ -1,13 +1,12 @@
 #!/usr/bin/env bun
 // Wisp row for the benchmark: echo `bytes` through one Wisp (v1) stream and report MiB/s.
 //
-//   import { wispEcho } from "./bench-wisp.ts";
+//   import { wispEcho } from "./bench/wisp.ts";
 //   const { mibPerSec } = await wispEcho("ws://127.0.0.1:9000/wisp/", echoPort, 256 * 1024 * 1024);
 //
 // The client is a minimal packet-level one built on the project's codec (no wisp-js), sending
 // 64 KiB DATA packets within the server's CONTINUE credit, so the number measures the server.
-// Run directly (`bun scripts/bench-wisp.ts [MiB]`) it starts its own server and echo target.
-import { decodeWispPacket, encodeWispData, encodeWispPacket } from "../src/protocol/wisp.ts";
+import { decodeWispPacket, encodeWispData, encodeWispPacket } from "../../src/protocol/wisp.ts";
 
 export interface WispEchoOptions {
   /** DATA packet size (default 64 KiB, like the wasmnet echo rows). */
@@ -84,7 +83,7 @@ export async function wispEcho(serverUrl: string, targetPort: number, bytes: num
 
   ws.onmessage = (m) => {
     const d = decodeWispPacket(new Uint8Array(m.data as ArrayBuffer));
-    if (!d.ok) return abort(new Error(`bench-wisp: malformed packet from the server: ${d.msg}`));
+    if (!d.ok) return abort(new Error(`bench wisp: malformed packet from the server: ${d.msg}`));
     const p = d.packet;
     if (p.type === "continue") {
       credit = p.remaining;
@@ -98,63 +97,21 @@ export async function wispEcho(serverUrl: string, targetPort: number, bytes: num
       recvHash?.update(p.data);
       if (received >= bytes) finish((performance.now() - started) / 1000);
     } else if (p.type === "close") {
-      abort(new Error(`bench-wisp: stream closed by the server (reason 0x${p.reason.toString(16)}) after ${received}/${bytes} bytes`));
+      abort(new Error(`bench wisp: stream closed by the server (reason 0x${p.reason.toString(16)}) after ${received}/${bytes} bytes`));
     }
   };
-  ws.onclose = (c) => abort(new Error(`bench-wisp: WebSocket closed (${c.code} ${c.reason}) after ${received}/${bytes} bytes`));
-  ws.onerror = () => abort(new Error(`bench-wisp: WebSocket error on ${url.href}`));
+  ws.onclose = (c) => abort(new Error(`bench wisp: WebSocket closed (${c.code} ${c.reason}) after ${received}/${bytes} bytes`));
+  ws.onerror = () => abort(new Error(`bench wisp: WebSocket error on ${url.href}`));
 
   const timeout = o.timeoutMs ?? 120_000;
-  const timer = setTimeout(() => abort(new Error(`bench-wisp: timed out after ${timeout} ms: sent ${sent}, echoed ${received} of ${bytes}`)), timeout);
+  const timer = setTimeout(() => abort(new Error(`bench wisp: timed out after ${timeout} ms: sent ${sent}, echoed ${received} of ${bytes}`)), timeout);
   try {
     const secs = await done;
-    if (verify && sendHash!.digest("hex") !== recvHash!.digest("hex")) throw new Error("bench-wisp: echoed bytes differ from what was sent");
+    if (verify && sendHash!.digest("hex") !== recvHash!.digest("hex")) throw new Error("bench wisp: echoed bytes differ from what was sent");
     return { mibPerSec: bytes / MIB / secs, secs, bytes };
   } finally {
     clearTimeout(timer);
     ws.onclose = null;
     ws.close();
-  }
-}
-
-if (import.meta.main) {
-  const mib = Number(process.argv[2] ?? 256);
-  const { createServer } = await import("../src/index.ts");
-  const { silentLogger } = await import("../src/log.ts");
-  const srv = await createServer({ hostname: "127.0.0.1", port: 0, noPolicy: true, logger: silentLogger }).listen();
-  type St = { q: Uint8Array[] };
-  const flush = (s: import("bun").Socket<St>) => {
-    const q = s.data.q;
-    while (q.length) {
-      const n = s.write(q[0]!);
-      if (n < q[0]!.length) {
-        if (n > 0) q[0] = q[0]!.subarray(n);
-        s.pause();
-        return;
-      }
-      q.shift();
-    }
-    s.resume();
-  };
-  const echo = Bun.listen<St>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      open: (s) => void (s.data = { q: [] }),
-      data(s, d) {
-        s.data.q.push(d);
-        if (s.data.q.length === 1) flush(s);
-      },
-      drain: flush,
-      error() {},
-    },
-  });
-  try {
-    await wispEcho(`ws://127.0.0.1:${srv.port}/wisp/`, echo.port, 16 * MIB); // warm-up, verified
-    const r = await wispEcho(`ws://127.0.0.1:${srv.port}/wisp/`, echo.port, mib * MIB, { verify: false });
-    console.log(`wisp echo, 1 stream: ${r.mibPerSec.toFixed(0)} MiB/s (${mib} MiB in ${r.secs.toFixed(2)} s; server and client in one process)`);
-  } finally {
-    echo.stop(true);
-    await srv.stop();
   }
 }

@@ -31,6 +31,7 @@ import {
 } from "../protocol/wisp.ts";
 import { Session, type Transport } from "../session/session.ts";
 import type { SessionContext } from "../session/context.ts";
+import { GatedTransport, PAUSE_HELD } from "./gated-transport.ts";
 import type { WsData } from "./ws-transport.ts";
 
 /** Packets each TCP stream may have in flight (the CONTINUE buffer size; wisp-js and epoxy use 128). */
@@ -42,8 +43,6 @@ const RECENTLY_CLOSED = 1024;
 /** UDP datagrams kept per stream while its socket is being bound; later ones are dropped (UDP may). */
 const EARLY_DATAGRAMS = 64;
 
-const PAUSE_BANDWIDTH = 1;
-const PAUSE_HELD = 2;
 
 export interface WispConfig {
   version: 1 | 2;
@@ -140,7 +139,7 @@ class WispStream {
   }
 }
 
-export class WispTransport implements Transport, WsAdapter {
+export class WispTransport extends GatedTransport implements Transport, WsAdapter {
   readonly session: Session;
   private readonly streams = new Map<number, WispStream>();
   private readonly recentlyClosed = new Set<number>();
@@ -154,14 +153,14 @@ export class WispTransport implements Transport, WsAdapter {
   private readonly offered: WispExtension[] = [];
   private negotiated = new Set<number>();
   private version: 1 | 2 = 1;
-  private pauseMask = 0;
   private readonly overfull = new Set<WispStream>();
 
   constructor(
-    private readonly ws: ServerWebSocket<WsData>,
+    ws: ServerWebSocket<WsData>,
     ctx: SessionContext,
     private readonly config: WispConfig,
   ) {
+    super(ws);
     this.buffer = Math.max(1, config.bufferPackets ?? WISP_BUFFER_PACKETS);
     this.session = new Session(ctx, this, ws.data.remote);
     // Byte credit from the session; its `hello` answer is swallowed in send() (it sets `window`).
@@ -230,15 +229,6 @@ export class WispTransport implements Transport, WsAdapter {
     }
   }
 
-  buffered(): number {
-    return this.ws.getBufferedAmount();
-  }
-  pauseInput(): void {
-    this.pause(PAUSE_BANDWIDTH);
-  }
-  resumeInput(): void {
-    this.unpause(PAUSE_BANDWIDTH);
-  }
 
   // ---- WsAdapter (client → session) ----
 
@@ -473,16 +463,6 @@ export class WispTransport implements Transport, WsAdapter {
     if (this.overfull.delete(s) && this.overfull.size === 0) this.unpause(PAUSE_HELD);
   }
 
-  private pause(bit: number): void {
-    if (this.pauseMask === 0) this.ws.pause();
-    this.pauseMask |= bit;
-  }
-
-  private unpause(bit: number): void {
-    if (!(this.pauseMask & bit)) return;
-    this.pauseMask &= ~bit;
-    if (this.pauseMask === 0 && this.ws.readyState === 1) this.ws.resume();
-  }
 
   private packet(p: WispPacket): void {
     this.raw(encodeWispPacket(p));

@@ -11,6 +11,7 @@ import type { Event } from "../protocol/messages.ts";
 import { Session, type Transport } from "../session/session.ts";
 import type { SessionContext } from "../session/context.ts";
 import type { WsAdapter } from "./wisp-transport.ts";
+import { GatedTransport, PAUSE_HELD } from "./gated-transport.ts";
 import type { WsData } from "./ws-transport.ts";
 
 /** The session id of a wsproxy socket's single stream. */
@@ -68,8 +69,6 @@ export function wsproxyCloseCode(code: ErrorCode): number {
 }
 export const WSPROXY_DENIED = 4003;
 
-const PAUSE_BANDWIDTH = 1;
-const PAUSE_HELD = 2;
 const utf8 = new TextEncoder();
 
 /** Close reasons are limited to 123 bytes of UTF-8. */
@@ -79,19 +78,19 @@ function reason(s: string): string {
   return new TextDecoder().decode(b.subarray(0, 120)).replace(/\uFFFD$/, "") + "...";
 }
 
-export class WsproxyTransport implements Transport, WsAdapter {
+export class WsproxyTransport extends GatedTransport implements Transport, WsAdapter {
   readonly session: Session;
   private window = 0;
   private handed = 0;
   private held: Uint8Array[] = [];
   private done = false;
-  private pauseMask = 0;
 
   constructor(
-    private readonly ws: ServerWebSocket<WsData>,
+    ws: ServerWebSocket<WsData>,
     ctx: SessionContext,
     target: WsproxyTarget,
   ) {
+    super(ws);
     this.session = new Session(ctx, this, ws.data.remote);
     this.session.handle({ ok: true, req: { op: "hello", id: 0, version: 2, features: ["flow"] } });
     if (this.window <= 0) this.window = ctx.policy.limits.streamBufferBytes;
@@ -120,15 +119,6 @@ export class WsproxyTransport implements Transport, WsAdapter {
       default:
         return;
     }
-  }
-  buffered(): number {
-    return this.ws.getBufferedAmount();
-  }
-  pauseInput(): void {
-    this.pause(PAUSE_BANDWIDTH);
-  }
-  resumeInput(): void {
-    this.unpause(PAUSE_BANDWIDTH);
   }
 
   message(message: string | Buffer): void {
@@ -184,16 +174,6 @@ export class WsproxyTransport implements Transport, WsAdapter {
     if (this.ws.readyState === 1) this.ws.close(code, reason(why));
   }
 
-  private pause(bit: number): void {
-    if (this.pauseMask === 0) this.ws.pause();
-    this.pauseMask |= bit;
-  }
-
-  private unpause(bit: number): void {
-    if (!(this.pauseMask & bit)) return;
-    this.pauseMask &= ~bit;
-    if (this.pauseMask === 0 && this.ws.readyState === 1) this.ws.resume();
-  }
 }
 
 export function openWsproxy(ws: ServerWebSocket<WsData>, ctx: SessionContext, target: WsproxyTarget): WsproxyTransport {

@@ -12,52 +12,13 @@ import { wasmnet } from "../src/server/wasmnet.ts";
 import { openWisp } from "../src/server/wisp-transport.ts";
 import type { WsData } from "../src/server/ws-transport.ts";
 import { startServer } from "./helpers/server.ts";
-import { echoServer, freePort, makePayload, sha256 } from "./helpers/targets.ts";
+import { echoServer, freePort, makePayload, sha256, sourceServer, udpEcho } from "./helpers/targets.ts";
 import { RawWisp, track, wispJsConnect } from "./helpers/wisp.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
-async function udpEcho(hostname = "127.0.0.1"): Promise<{ port: number; socket: udp.Socket<"uint8array"> }> {
-  const socket = await Bun.udpSocket({
-    hostname,
-    port: 0,
-    binaryType: "uint8array",
-    socket: {
-      data(s, data, port, addr) {
-        s.send(data, port, addr);
-      },
-    },
-  });
-  return { port: socket.port, socket };
-}
 
-/** Sends `payload` to each connection (honouring partial writes), then closes. */
-function payloadServer(payload: Uint8Array) {
-  type St = { off: number };
-  const write = (s: Socket<St>) => {
-    while (s.data.off < payload.length) {
-      const w = s.write(payload.subarray(s.data.off, s.data.off + 256 * 1024));
-      if (w <= 0) return;
-      s.data.off += w;
-    }
-    s.end();
-  };
-  const listener = Bun.listen<St>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      open(s) {
-        s.data = { off: 0 };
-        write(s);
-      },
-      drain: write,
-      data() {},
-      error() {},
-    },
-  });
-  return { port: listener.port, payload, stop: () => listener.stop(true) };
-}
 
 let open: Awaited<ReturnType<typeof startServer>>;
 let strict: Awaited<ReturnType<typeof startServer>>;
@@ -136,13 +97,13 @@ describe.each([1, 2] as const)("wisp-js client, Wisp v%d", (v) => {
   });
 
   test("16 MiB download intact, then CLOSE 0x02 when the target ends", async () => {
-    const src = payloadServer(makePayload(16 * 1024 * 1024, 5));
+    const src = sourceServer(makePayload(16 * 1024 * 1024, 5));
     const c = await wispJsConnect(wispUrl, v);
     const s = c.create_stream("127.0.0.1", src.port);
     const t = track(s);
     expect(await t.closed).toBe(WISP_CLOSE.voluntary);
     expect(t.bytes).toBe(16 * 1024 * 1024);
-    expect(sha256(t.data())).toBe(sha256(src.payload));
+    expect(sha256(t.data())).toBe(sha256(src.pattern));
     c.close();
     src.stop();
   });

@@ -1,5 +1,6 @@
 // Targets for the client tests (browser and Bun): a TLS echo server with a throw-away CA, a UDP
 // echo server, a duplex transfer server and a flooding server. All on 127.0.0.1.
+import { flushQueue } from "./targets.ts";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -69,17 +70,7 @@ type Q = { q: Uint8Array[] };
 
 /** A TLS echo server on 127.0.0.1 presenting `cert`, honouring backpressure. */
 export function tlsEchoServer(certPem: string, keyPem: string): { port: number; stop(): void } {
-  const flush = (s: Socket<Q>) => {
-    const q = s.data.q;
-    while (q.length) {
-      const n = s.write(q[0]!);
-      if (n < q[0]!.length) {
-        if (n > 0) q[0] = q[0]!.subarray(n);
-        return;
-      }
-      q.shift();
-    }
-  };
+  const flush = flushQueue;
   const listener: TCPSocketListener<Q> = Bun.listen<Q>({
     hostname: "127.0.0.1",
     port: 0,

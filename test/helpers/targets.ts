@@ -1,5 +1,5 @@
 // Real target servers on loopback for the tests: echo, sink, source, silent.
-import type { TCPSocketListener, Socket } from "bun";
+import type { TCPSocketListener, Socket, udp } from "bun";
 
 export interface Target {
   port: number;
@@ -7,6 +7,21 @@ export interface Target {
   sockets: Set<Socket<any>>;
   accepted: number;
   stop(): void;
+}
+
+/** Writes a socket's queue until the kernel is full; pauses reading meanwhile (echo backpressure). */
+export function flushQueue(s: Socket<{ q: Uint8Array[] }>): void {
+  const q = s.data.q;
+  while (q.length) {
+    const n = s.write(q[0]!);
+    if (n < q[0]!.length) {
+      if (n > 0) q[0] = q[0]!.subarray(n);
+      s.pause();
+      return;
+    }
+    q.shift();
+  }
+  s.resume();
 }
 
 /** An echo server that honours backpressure (queues what the client cannot take yet). */
@@ -21,19 +36,7 @@ export function echoServer(hostname = "127.0.0.1"): Target {
       t.listener.stop(true);
     },
   };
-  const flush = (s: Socket<{ q: Uint8Array[] }>) => {
-    const q = s.data.q;
-    while (q.length) {
-      const n = s.write(q[0]!);
-      if (n < q[0]!.length) {
-        if (n > 0) q[0] = q[0]!.subarray(n);
-        s.pause();
-        return;
-      }
-      q.shift();
-    }
-    s.resume();
-  };
+
   t.listener = Bun.listen<{ q: Uint8Array[] }>({
     hostname,
     port: 0,
@@ -45,10 +48,10 @@ export function echoServer(hostname = "127.0.0.1"): Target {
       },
       data(s, d) {
         s.data.q.push(d);
-        if (s.data.q.length === 1) flush(s);
+        if (s.data.q.length === 1) flushQueue(s);
       },
       drain(s) {
-        flush(s);
+        flushQueue(s);
       },
       close(s) {
         sockets.delete(s);
@@ -102,8 +105,11 @@ export function sinkServer(opts: { paused?: boolean; hostname?: string } = {}) {
  * Sends `bytes` of deterministic data to each connection, honouring backpressure, then closes:
  * `pattern` repeated (byte i is pattern[i % chunk], also across partial writes).
  */
-export function sourceServer(bytes: number, chunk = 64 * 1024) {
-  const pattern = makePayload(chunk, 7);
+export function sourceServer(bytesOrPayload: number | Uint8Array, chunkSize = 64 * 1024) {
+  const given = typeof bytesOrPayload !== "number";
+  const pattern = given ? bytesOrPayload : makePayload(chunkSize, 7);
+  const bytes = given ? pattern.length : bytesOrPayload;
+  const chunk = pattern.length;
   type St = { left: number };
   const write = (s: Socket<St>) => {
     while (s.data.left > 0) {
@@ -130,6 +136,21 @@ export function sourceServer(bytes: number, chunk = 64 * 1024) {
     },
   });
   return { port: listener.port, stop: () => listener.stop(true), pattern };
+}
+
+/** A UDP echo server. */
+export async function udpEcho(hostname = "127.0.0.1"): Promise<{ port: number; socket: udp.Socket<"uint8array"> }> {
+  const socket = await Bun.udpSocket({
+    hostname,
+    port: 0,
+    binaryType: "uint8array",
+    socket: {
+      data(s, data, port, addr) {
+        s.send(data, port, addr);
+      },
+    },
+  });
+  return { port: socket.port, socket };
 }
 
 /** Deterministic pseudo-random bytes (xorshift), so two sides can agree on content. */

@@ -1,6 +1,7 @@
 // Test certificates made with `openssl` in a temp dir at run time (never checked in): a test
 // CA, leaves it signs (good, wrong name, expired), a self-signed leaf and a leaf from a CA the
 // server does not trust. Plus a TLS target on loopback that records what it saw.
+import { flushQueue } from "./targets.ts";
 import type { Socket, TCPSocketListener } from "bun";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -120,19 +121,7 @@ interface TlsConn {
  */
 export function tlsTarget(pair: KeyPair, opts: { hostname?: string; mode?: "echo" | "greet"; greeting?: string } = {}): TlsTarget {
   const mode = opts.mode ?? "echo";
-  const flush = (s: Socket<TlsConn>) => {
-    const q = s.data.q;
-    while (q.length) {
-      const n = s.write(q[0]!);
-      if (n < q[0]!.length) {
-        if (n > 0) q[0] = q[0]!.subarray(n);
-        s.pause();
-        return;
-      }
-      q.shift();
-    }
-    s.resume();
-  };
+  const flush = flushQueue;
   const t: TlsTarget = {
     port: 0,
     listener: null as never,

@@ -179,3 +179,15 @@ test("[server] trusted_proxies takes IPs and CIDRs, and names the bad entry", ()
   expect(() => parsePolicy('[server]\ntrusted_proxies = ["proxy.example.com"]', "p.toml")).toThrow('p.toml: server.trusted_proxies[0]: "proxy.example.com": expected an IP address or CIDR without a port');
   expect(() => parsePolicy('[server]\ntrusted_proxies = ["10.0.0.0/33"]', "p.toml")).toThrow("server.trusted_proxies[0]");
 });
+
+test("a policy written for the original wasmnet (CIDR deny list, six [network] keys) loads unchanged", () => {
+  const { loadPolicyFile } = require("../src/policy/load.ts") as typeof import("../src/policy/load.ts");
+  const { decideAddress } = require("../src/policy/decide.ts") as typeof import("../src/policy/decide.ts");
+  const cfg = loadPolicyFile(new URL("./fixtures/original-policy.toml", import.meta.url).pathname);
+  expect(cfg.denyText).toEqual(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"]);
+  expect(cfg.maxConnections).toBe(50);
+  expect(cfg.bindPortsText).toBe("3000-9999");
+  expect(decideAddress(cfg.rules, null, "127.0.0.1", 80).allowed).toBe(false);
+  expect(decideAddress(cfg.rules, null, "10.1.2.3", 80).allowed).toBe(false);
+  expect(decideAddress(cfg.rules, null, "8.8.8.8", 53).allowed).toBe(true);
+});

@@ -49,3 +49,16 @@ test("createServer serves /healthz and turns it 503 while stopping", async () =>
   expect(await closing).toBe(1001);
   await srv.stop();
 });
+
+test("a policy that leaves internal addresses reachable is warned about at start-up", async () => {
+  const { createLogger } = await import("../src/log.ts");
+  const { loadPolicyFile, defaultPolicy } = await import("../src/policy/load.ts");
+  const lines: string[] = [];
+  const logger = createLogger("warn", (l) => void lines.push(l));
+  wasmnet({ policy: loadPolicyFile(new URL("./fixtures/original-policy.toml", import.meta.url).pathname), logger });
+  const warn = lines.map((l) => JSON.parse(l)).find((l) => String(l.msg).includes("internal addresses"));
+  expect(warn?.reachable).toEqual(["::1", "fd00::1"]);
+  lines.length = 0;
+  wasmnet({ policy: defaultPolicy(), logger });
+  expect(lines.some((l) => l.includes("internal addresses"))).toBe(false);
+});

@@ -7,6 +7,7 @@ import { Session } from "../session/session.ts";
 import type { SessionContext } from "../session/context.ts";
 import { clientScriptResponse } from "./client-asset.ts";
 import { clientIp } from "./client-ip.ts";
+import { decideAddress } from "../policy/decide.ts";
 import { handleMessage, WsTransport, type WsData } from "./ws-transport.ts";
 import { makeRouter } from "./routes.ts";
 import { openWisp } from "./wisp-transport.ts";
@@ -34,6 +35,11 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   let draining = false;
   const allowedOrigins = policy.server.allowedOrigins;
   const route = makeRouter(options);
+  // A policy carried over from the original wasmnet often denies IPv4 private ranges only.
+  if (!options.noPolicy) {
+    const open = ["127.0.0.1", "::1", "169.254.169.254", "fd00::1", "10.0.0.1"].filter((a) => decideAddress(policy.rules, null, a, 80).allowed);
+    if (open.length > 0) log.warn("the policy lets sessions reach internal addresses; add \"nonpublic\" to [network] deny unless that is intended", { reachable: open });
+  }
   if (allowedOrigins === null)
     log.warn("no [server] allowed_origins set: any website a visitor opens may use this server", {});
 

@@ -6,6 +6,7 @@ import { ConnectionPool } from "./net/pool.ts";
 import { systemResolver, type Resolver } from "./net/resolve.ts";
 import { defaultPolicy, loadPolicyFile, unrestrictedPolicy, type PolicyConfig } from "./policy/load.ts";
 import { Metrics } from "./server/metrics.ts";
+import { canonicalIp } from "./policy/address.ts";
 import type { SessionContext } from "./session/context.ts";
 
 export interface WasmnetOptions {
@@ -68,6 +69,9 @@ function readCaFiles(files: (string | null | undefined)[]): string[] {
 }
 
 export function buildContext(o: WasmnetOptions): SessionContext {
+  // The first address parse compiles ipaddr.js's regular expressions (~1 ms): pay it at start-up,
+  // not on a client's first connect.
+  for (const a of ["127.0.0.1", "::1", "::ffff:127.0.0.1", "example.com"]) canonicalIp(a);
   const policy = resolvePolicy(o);
   const log = o.logger ?? createLogger(o.logLevel ?? "info");
   const extraCa = [

@@ -19,8 +19,24 @@ export function canonicalIp(input: string): string | null {
   return ip === null ? null : ip.toString();
 }
 
+// ipaddr.js tries a series of regular expressions per parse (µs each once warm, far more
+// before): every connect parses the same few strings several times over (request, resolver
+// answer, each rule check), so results are memoised. Bounded: cleared when full, so hostile
+// input costs at most a re-parse. The objects are shared: callers must not mutate them.
+const PARSE_CACHE_MAX = 4096;
+const parsed = new Map<string, IP | null>();
+
 /** Like canonicalIp but returns the parsed, canonical ipaddr.js object. */
 export function parseIp(input: string): IP | null {
+  const hit = parsed.get(input);
+  if (hit !== undefined) return hit;
+  const ip = parseUncached(input);
+  if (parsed.size >= PARSE_CACHE_MAX) parsed.clear();
+  parsed.set(input, ip);
+  return ip;
+}
+
+function parseUncached(input: string): IP | null {
   let s = input;
   let bracketed = false;
   if (s.startsWith("[") && s.endsWith("]")) {

@@ -102,6 +102,9 @@ const main = defineCommand({
     } catch (e) {
       fail(e instanceof Error ? e.message : String(e));
     }
+    // One bad event must not take every session down with it: log it and keep serving.
+    process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e), stack: (e as Error).stack }));
+    process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String(e) }));
     if (noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
     let stopping = false;
     const stop = async (signal: string) => {

@@ -178,7 +178,7 @@ export class TcpStream {
     this.state = "closing";
     clearTimeout(this.timer);
     if (!wasOpen || this.queue === null) {
-      this.finish("closed by client");
+      this.finish("closed by client", true);
       return;
     }
     this.timer = setTimeout(() => this.finish("closed by client; target did not take queued bytes in time"), CLOSE_FLUSH_MS);
@@ -194,15 +194,18 @@ export class TcpStream {
     this.owner.ended(this, reason, code, msg);
   }
 
-  /** End now, quietly for the client (it already has `closed`, or the session is going away). */
-  finish(reason: string): void {
+  /**
+   * End now, quietly for the client (it already has `closed`, or the session is going away).
+   * Graceful: FIN to the target; otherwise RST, dropping anything unsent.
+   */
+  finish(reason: string, graceful = false): void {
     if (this.state === "closed") return;
     this.state = "closed";
     clearTimeout(this.timer);
     this.queue = null;
     const s = this.socket;
     if (s) {
-      if (reason === "closed by client") s.end();
+      if (graceful) s.end();
       else s.terminate();
     }
     this.owner.ended(this, reason);

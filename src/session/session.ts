@@ -45,6 +45,8 @@ export class Session implements ListenerOwner, UdpOwner {
   private readonly resources = new Map<number, Resource>();
   /** Ids whose open (DNS, policy, bind) is still in progress: they count as in use. */
   private readonly pending = new Set<number>();
+  /** The WebSocket toward the browser is above the high watermark: targets are held. */
+  private wsFull = false;
   /** Streams paused because the WebSocket toward the browser is full. */
   private readonly backpressured = new Set<TcpStream>();
   private readonly bucket: TokenBucket;
@@ -430,14 +432,17 @@ export class Session implements ListenerOwner, UdpOwner {
 
   opened(stream: TcpStream): void {
     this.transport.send({ ev: "connected", id: stream.id });
+    if (this.wsFull) this.hold(stream);
   }
 
   received(stream: TcpStream, data: Uint8Array): void {
     this.ctx.metrics.bytesDown += data.length;
     this.transport.send({ ev: "data", id: stream.id, data });
-    if (this.transport.buffered() > this.ctx.highWatermark) {
-      stream.pause(PAUSE_BACKPRESSURE);
-      this.backpressured.add(stream);
+    if (!this.wsFull && this.transport.buffered() > this.ctx.highWatermark) {
+      // Hold every stream of the session, not only this one: each would otherwise add one more
+      // read's worth (up to ~512 KiB) before noticing, and with many streams that adds up.
+      this.wsFull = true;
+      for (const r of this.resources.values()) if (r instanceof TcpStream && r.state === "open") this.hold(r);
     }
     const wait = this.bucket.consume(data.length, performance.now());
     if (wait > 0) {
@@ -446,7 +451,6 @@ export class Session implements ListenerOwner, UdpOwner {
     }
   }
 
-  /** Credit is batched per loop turn: a burst of sends that the target took earns one event. */
   /** Credit is batched per loop turn: a burst of sends that the target took earns one event. */
   credit(stream: TcpStream, bytes: number): void {
     stream.outstanding -= bytes;
@@ -500,8 +504,13 @@ export class Session implements ListenerOwner, UdpOwner {
   // ---- transport callbacks ----
 
   /** The WebSocket drained: resume the targets paused for its sake. */
+  private hold(stream: TcpStream): void {
+    stream.pause(PAUSE_BACKPRESSURE);
+    this.backpressured.add(stream);
+  }
+
   drained(): void {
-    if (this.backpressured.size === 0 || this.closed) return;
+    if (!this.wsFull || this.closed) return;
     if (this.transport.buffered() > this.ctx.lowWatermark) {
       // Not low enough yet; Bun may not fire drain again, so look again shortly.
       this.drainCheck ??= setTimeout(() => {
@@ -510,6 +519,7 @@ export class Session implements ListenerOwner, UdpOwner {
       }, 5);
       return;
     }
+    this.wsFull = false;
     for (const s of this.backpressured) s.unpause(PAUSE_BACKPRESSURE);
     this.backpressured.clear();
   }

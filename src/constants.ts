@@ -25,3 +25,5 @@ export const SERVER_ID_BASE = 2 ** 52;
 export const CLOSE_FLUSH_MS = 10_000;
 /** WebSocket keep-alive: Bun pings every half of this; a browser that stops answering is dropped. */
 export const WS_IDLE_TIMEOUT_SECS = 120;
+/** Per session: name look-ups (resolve, send_to by name) that may be in flight at once. */
+export const MAX_LOOKUPS_IN_FLIGHT = 32;

@@ -121,3 +121,20 @@ describe("with the default policy", () => {
     c.close();
   });
 });
+
+test("look-ups in flight are capped per session: the excess is ELIMIT, not an unbounded queue", async () => {
+  const { MAX_LOOKUPS_IN_FLIGHT } = await import("../src/constants.ts");
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const srv = await startServer({ noPolicy: true, resolver: async () => (await gate, ["127.0.0.1"]) });
+  const c = await TestClient.open(srv.wsUrl);
+  const n = MAX_LOOKUPS_IN_FLIGHT + 5;
+  for (let id = 1; id <= n; id++) c.send({ op: "resolve", id, name: `n${id}.test` });
+  const over = await Promise.all(Array.from({ length: 5 }, (_, i) => c.next(MAX_LOOKUPS_IN_FLIGHT + 1 + i)));
+  expect(over.every((e) => e.ev === "error" && e.code === "ELIMIT")).toBe(true);
+  release();
+  const ok = await Promise.all(Array.from({ length: MAX_LOOKUPS_IN_FLIGHT }, (_, i) => c.next(i + 1)));
+  expect(ok.every((e) => e.ev === "resolved")).toBe(true);
+  c.close();
+  await srv.stop();
+});

@@ -2,7 +2,7 @@
 // the dispatch of requests to the socket layer. Transport-agnostic: it receives decoded
 // requests and emits events through a Transport; the codec is the transport's business.
 import tls from "node:tls";
-import { SERVER_ID_BASE } from "../constants.ts";
+import { MAX_LOOKUPS_IN_FLIGHT, SERVER_ID_BASE } from "../constants.ts";
 import { TokenBucket } from "../limits/token-bucket.ts";
 import { pickDestination, type Destination } from "../net/destination.ts";
 import { TcpListener, type ListenerOwner } from "../net/listener.ts";
@@ -45,6 +45,8 @@ export class Session implements ListenerOwner, UdpOwner {
   private readonly resources = new Map<number, Resource>();
   /** Ids whose open (DNS, policy, bind) is still in progress: they count as in use. */
   private readonly pending = new Set<number>();
+  /** DNS look-ups in flight for resolve and send_to (connects are bounded by max_connections). */
+  private lookups = 0;
   /** The WebSocket toward the browser is above the high watermark: targets are held. */
   private wsFull = false;
   /** Streams paused because the WebSocket toward the browser is full. */
@@ -281,7 +283,12 @@ export class Session implements ListenerOwner, UdpOwner {
       if (!d.allowed) return this.deny(req.id, d, formatHostPort(literal, req.port));
       return this.sendDatagram(r, req.data, literal, req.port);
     }
-    const dest = await this.destination(req.addr, req.port);
+    if (this.lookups >= MAX_LOOKUPS_IN_FLIGHT) {
+      this.ctx.metrics.udpDropped++;
+      return this.error(req.id, "ELIMIT", `send_to ${formatHostPort(req.addr, req.port)}: ${MAX_LOOKUPS_IN_FLIGHT} name look-ups already in flight; datagram dropped`);
+    }
+    this.lookups++;
+    const dest = await this.destination(req.addr, req.port).finally(() => this.lookups--);
     if (r.closed) return;
     if (!dest.ok) {
       if (dest.denied) return this.deny(req.id, dest.denied, formatHostPort(req.addr, req.port));
@@ -397,9 +404,11 @@ export class Session implements ListenerOwner, UdpOwner {
       const byName = decideName(rules, normalizeName(host), null);
       if (!byName.allowed) return this.deny(id, byName, host);
     }
+    if (this.lookups >= MAX_LOOKUPS_IN_FLIGHT) return this.error(id, "ELIMIT", `resolve ${host}: ${MAX_LOOKUPS_IN_FLIGHT} look-ups already in flight in this session`);
     this.pending.add(id);
+    this.lookups++;
     try {
-      const { name, addrs } = await resolveTarget(host, this.ctx.resolver, this.ctx.dnsTimeoutMs);
+      const { name, addrs } = await resolveTarget(host, this.ctx.resolver, this.ctx.dnsTimeoutMs).finally(() => this.lookups--);
       if (!this.pending.delete(id) || this.closed) return;
       const allowed = name === null ? filterLiteral(rules, addrs[0]!) : filterResolved(rules, name, addrs);
       if (!allowed.decision.allowed) return this.deny(id, allowed.decision, host);

@@ -191,3 +191,13 @@ test("a policy written for the original wasmnet (CIDR deny list, six [network] k
   expect(decideAddress(cfg.rules, null, "10.1.2.3", 80).allowed).toBe(false);
   expect(decideAddress(cfg.rules, null, "8.8.8.8", 53).allowed).toBe(true);
 });
+
+test("[wisp] users and motd; bad passwords are named", () => {
+  const { parsePolicy } = require("../src/policy/load.ts") as typeof import("../src/policy/load.ts");
+  const cfg = parsePolicy('[wisp]\nusers = { alice = "s3cret", "bob.b" = "x" }\nmotd = "hi"', "w.toml");
+  expect([...cfg.wisp.users]).toEqual([["alice", "s3cret"], ["bob.b", "x"]]);
+  expect(cfg.wisp.motd).toBe("hi");
+  expect(() => parsePolicy('[wisp]\nusers = { alice = 5 }', "w.toml")).toThrow("w.toml: wisp.users.alice: expected a non-empty password string, got 5");
+  expect(() => parsePolicy('[wisp]\nusers = ["alice:x"]', "w.toml")).toThrow("wisp.users");
+  expect(() => parsePolicy('[wisp]\npasswords = {}', "w.toml")).toThrow("wisp.passwords: unknown key");
+});

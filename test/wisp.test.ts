@@ -5,12 +5,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket, udp } from "bun";
 // @ts-expect-error wisp-js ships no type declarations
 import { extensions as wjsExt } from "@mercuryworkshop/wisp-js/client";
-import { silentLogger } from "../src/log.ts";
 import { parsePolicy } from "../src/policy/load.ts";
 import { WISP_CLOSE, WISP_EXT, type WispPacket } from "../src/protocol/wisp.ts";
-import { wasmnet } from "../src/server/wasmnet.ts";
-import { openWisp } from "../src/server/wisp-transport.ts";
-import type { WsData } from "../src/server/ws-transport.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort, makePayload, sha256, sourceServer, udpEcho } from "./helpers/targets.ts";
 import { RawWisp, track, wispJsConnect } from "./helpers/wisp.ts";
@@ -223,24 +219,10 @@ describe("Wisp v2 handshake (packet level)", () => {
     c.close();
   });
 
-  test("password auth mechanics (off in wasmnet until the policy has credentials)", async () => {
-    const wn = wasmnet({ noPolicy: true, logger: silentLogger });
-    const server = Bun.serve<WsData>({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch: (req, srv) => {
-        const wispVersion = req.headers.get("sec-websocket-protocol") ? 2 : 1;
-        const data: WsData = { remote: "127.0.0.1", framing: "json", session: null, transport: null, kind: "wisp", wispVersion };
-        return srv.upgrade(req, { data }) ? undefined : new Response("no", { status: 400 });
-      },
-      websocket: {
-        ...wn.websocket,
-        open(ws) {
-          openWisp(ws, wn.ctx, { version: ws.data.wispVersion ?? 1, passwordAuth: (u, p) => u === "alice" && p === "s3cret" });
-        },
-      },
-    });
-    const url = `ws://127.0.0.1:${server.port}/`;
+  test("password auth from the policy's [wisp] users: right, wrong, missing, and no way around it", async () => {
+    const policy = parsePolicy('[network]\ndeny = []\nallow = ["*"]\n[wisp]\nusers = { alice = "s3cret" }\nmotd = "members only"', "wisp-auth.toml");
+    const server = await startServer({ policy });
+    const url = `ws://127.0.0.1:${server.port}/wisp/`;
     try {
       const { WISP_EXT: E, encodeWispPasswordClient } = await import("../src/protocol/wisp.ts");
       // The server announces that a password is required.
@@ -282,7 +264,7 @@ describe("Wisp v2 handshake (packet level)", () => {
       expect(js.wisp_version).toBe(2);
       js.close();
     } finally {
-      server.stop(true);
+      await server.stop();
     }
   });
 });

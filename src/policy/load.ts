@@ -33,6 +33,10 @@ export interface PolicyConfig {
     allowedOrigins: string[] | null; // null = any Origin (the server warns)
     trustedProxies: Entry[]; // peers whose X-Forwarded-For names the real client (default none)
   };
+  wisp: {
+    users: Map<string, string>; // Wisp v2 password authentication; empty = off
+    motd: string | null;
+  };
 }
 
 export class PolicyFileError extends Error {
@@ -65,6 +69,7 @@ export function defaultPolicy(): PolicyConfig {
     tls: { caFile: null },
     pool: { idleSecs: 0, perKey: 8, warm: [] },
     server: { allowedOrigins: null, trustedProxies: [] },
+    wisp: { users: new Map(), motd: null },
   };
 }
 
@@ -98,6 +103,7 @@ const SCHEMA: Record<string, readonly string[]> = {
   tls: ["ca_file"],
   pool: ["idle_secs", "per_key", "warm"],
   server: ["allowed_origins", "trusted_proxies"],
+  wisp: ["users", "motd"],
 };
 
 function show(v: Value): string {
@@ -268,6 +274,22 @@ export function parsePolicy(text: string, source: string): PolicyConfig {
       }
       return u.origin;
     });
+  }
+  // [wisp]
+  const wisp = table("wisp");
+  const users = get(wisp, "users");
+  if (users !== undefined) {
+    if (!isTable(users)) throw err("wisp.users", `expected a table of user = "password", got ${show(users)}`);
+    for (const [user, password] of Object.entries(users)) {
+      if (typeof password !== "string" || password === "") throw err(`wisp.users.${user}`, `expected a non-empty password string, got ${show(password)}`);
+      if (user === "" || user.length > 255 || password.length > 255) throw err(`wisp.users.${user}`, "user names and passwords are at most 255 bytes (Wisp's field sizes)");
+      cfg.wisp.users.set(user, password);
+    }
+  }
+  const motd = get(wisp, "motd");
+  if (motd !== undefined) {
+    if (typeof motd !== "string") throw err("wisp.motd", `expected a string, got ${show(motd)}`);
+    cfg.wisp.motd = motd;
   }
   const proxies = stringArray(server, "server", "trusted_proxies");
   if (proxies !== undefined) {

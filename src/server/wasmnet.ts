@@ -7,6 +7,7 @@ import { Session } from "../session/session.ts";
 import type { SessionContext } from "../session/context.ts";
 import { clientScriptResponse } from "./client-asset.ts";
 import { clientIp } from "./client-ip.ts";
+import { timingSafeEqual } from "node:crypto";
 import { decideAddress } from "../policy/decide.ts";
 import { handleMessage, WsTransport, type WsData } from "./ws-transport.ts";
 import { makeRouter } from "./routes.ts";
@@ -35,6 +36,8 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   let draining = false;
   const allowedOrigins = policy.server.allowedOrigins;
   const route = makeRouter(options);
+  const wispAuth = policy.wisp.users.size > 0 ? (user: string, password: string) => checkPassword(policy.wisp.users, user, password) : null;
+
   // A policy carried over from the original wasmnet often denies IPv4 private ranges only.
   if (!options.noPolicy) {
     const open = ["127.0.0.1", "::1", "169.254.169.254", "fd00::1", "10.0.0.1"].filter((a) => decideAddress(policy.rules, null, a, 80).allowed);
@@ -87,7 +90,7 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     open(ws) {
       sockets.add(ws);
       perIp.set(ws.data.remote, (perIp.get(ws.data.remote) ?? 0) + 1);
-      if (ws.data.kind === "wisp") return void openWisp(ws, ctx, { version: ws.data.wispVersion ?? 1, motd: options.wispMotd });
+      if (ws.data.kind === "wisp") return void openWisp(ws, ctx, { version: ws.data.wispVersion ?? 1, motd: options.wispMotd ?? policy.wisp.motd ?? undefined, passwordAuth: wispAuth });
       if (ws.data.kind === "wsproxy") return void openWsproxy(ws, ctx, ws.data.target!);
       const transport = new WsTransport(ws);
       ws.data.transport = transport;
@@ -135,4 +138,12 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       for (const ws of sockets) ws.close(code, reason);
     },
   };
+}
+
+/** Constant-time in the password: compares digests, so length and content leak nothing. */
+function checkPassword(users: Map<string, string>, user: string, password: string): boolean {
+  const want = users.get(user);
+  const digest = (x: string) => new Bun.CryptoHasher("sha256").update(x).digest();
+  const ok = timingSafeEqual(digest(want ?? "\0no such user"), digest(password));
+  return want !== undefined && ok;
 }

@@ -73,18 +73,22 @@ export class TcpStream {
     this.flush();
   }
 
-  /** Client → target. Returns an error message when a limit was hit (the caller closes us). */
-  write(data: Uint8Array): string | null {
+  /**
+   * Client → target. `held`: over the bandwidth budget, queue even if the socket could take it
+   * now (the session flushes when the budget is paid off; such bytes are bounded by the paused
+   * WebSocket, not by stream_buffer_bytes). Returns an error message when a limit was hit.
+   */
+  write(data: Uint8Array, held = false): string | null {
     const n = data.length;
     if (this.owner.flow) {
       if (this.outstanding + n > this.owner.window)
         return `send of ${n} bytes exceeds the flow-control window (${this.owner.window} bytes, ${this.outstanding} outstanding)`;
       this.outstanding += n;
-    } else if (this.queued + n > this.owner.streamBufferBytes) {
+    } else if (!held && this.queued + n > this.owner.streamBufferBytes) {
       return `stream buffer full: the target is not reading and stream_buffer_bytes (${this.owner.streamBufferBytes}) would be exceeded`;
     }
     this.up += n;
-    if (this.state === "open" && this.queue === null) {
+    if (!held && this.state === "open" && this.queue === null) {
       const written = this.socket!.write(data);
       if (written < 0) return null; // closing; the close handler reports it
       if (written < n) this.enqueue(data.subarray(written));

@@ -234,9 +234,11 @@ export class Session implements ListenerOwner, UdpOwner {
     if (!(r instanceof TcpStream)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `send: id ${id} is a listener` : `send: unknown id ${id}`);
     if (r.localFin) return this.error(id, "EBADREQ", `send: stream ${id} was shut down for writing`);
     this.ctx.metrics.bytesUp += data.length;
-    const problem = r.write(data);
+    // Over the bandwidth budget the bytes wait in the stream until it is paid off: pausing the
+    // WebSocket alone lets through what Bun has already read (up to a few MiB per read).
+    const held = this.throttleInput(data.length);
+    const problem = r.write(data, held);
     if (problem) return r.fail("ELIMIT", `${r.where}: ${problem}`);
-    this.throttleInput(data.length);
   }
 
   private shutdown(id: number): void {
@@ -581,20 +583,26 @@ export class Session implements ListenerOwner, UdpOwner {
   }
 
   /** Upload bandwidth: stop reading the client until the bucket is out of debt. */
-  private throttleInput(bytes: number): void {
+  /** Returns true while the upload budget is in debt (the bytes must wait). */
+  private throttleInput(bytes: number): boolean {
     const now = performance.now();
     const wait = this.bucket.consume(bytes, now);
-    if (wait <= 0 || now + wait <= this.inputPausedUntil) return;
+    if (wait <= 0) return false;
+    if (now + wait <= this.inputPausedUntil) return true;
     const first = this.inputPausedUntil <= now;
     this.inputPausedUntil = now + wait;
-    if (!first) return;
+    if (!first) return true;
     this.transport.pauseInput();
     const resume = () => {
       const left = this.inputPausedUntil - performance.now();
       if (left > 1) return void setTimeout(resume, left);
-      if (!this.closed) this.transport.resumeInput();
+      if (this.closed) return;
+      // Paid off: write what waited, then read the client again.
+      for (const r of this.resources.values()) if (r instanceof TcpStream && r.state === "open") r.flush();
+      this.transport.resumeInput();
     };
     setTimeout(resume, wait);
+    return true;
   }
 
   private forget(stream: TcpStream): void {

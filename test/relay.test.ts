@@ -1,6 +1,6 @@
 // End-to-end relay through a real wasmnet server to real TCP targets on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { TestClient } from "./helpers/client.ts";
+import { echoTransfer, TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, makePayload, sha256, sourceServer } from "./helpers/targets.ts";
 
@@ -99,27 +99,8 @@ test("64 MiB each way intact", async () => {
   expect(await c.connect(1, "127.0.0.1", echo.port)).toEqual({ ev: "connected", id: 1 });
   const total = 64 * 1024 * 1024;
   const chunk = makePayload(64 * 1024, 3);
-  const up = new Bun.CryptoHasher("sha256");
-  const down = new Bun.CryptoHasher("sha256");
-  let got = 0;
-  c.onEvent = (e) => {
-    if (e.ev === "data") {
-      down.update(e.data);
-      got += e.data.length;
-    }
-  };
-  c.clearReceived(1);
-  // v1 client: pace by what came back so the stream buffer cap is never hit.
-  let sent = 0;
-  while (sent < total) {
-    while (sent - got > 512 * 1024) await Bun.sleep(1);
-    c.send({ op: "send", id: 1, data: chunk });
-    up.update(chunk);
-    sent += chunk.length;
-  }
-  const start = Date.now();
-  while (got < total && Date.now() - start < 60_000) await Bun.sleep(5);
-  expect(got).toBe(total);
-  expect(down.digest("hex")).toBe(up.digest("hex"));
+  const r = await echoTransfer(c, 1, total, () => chunk);
+  expect(r.got).toBe(total);
+  expect(r.down).toBe(r.up);
   c.close();
 }, 120_000);

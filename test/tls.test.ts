@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import tls from "node:tls";
 import { dnsServerResolver } from "../src/net/resolve.ts";
-import { TestClient } from "./helpers/client.ts";
+import { TestClient, echoTransfer } from "./helpers/client.ts";
 import { dnsServer, type DnsServer } from "./helpers/dns-server.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, makePayload } from "./helpers/targets.ts";
@@ -184,28 +184,9 @@ test("16 MiB through TLS each way intact", async () => {
   c.keepEvents = false;
   expect(await c.connect(1, "wasmnet.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 1 });
   const total = 16 * 1024 * 1024;
-  const up = new Bun.CryptoHasher("sha256");
-  const down = new Bun.CryptoHasher("sha256");
-  let got = 0;
-  c.onEvent = (e) => {
-    if (e.ev === "data") {
-      down.update(e.data);
-      got += e.data.length;
-    }
-  };
-  let sent = 0;
-  let seed = 1;
-  while (sent < total) {
-    while (sent - got > 512 * 1024) await Bun.sleep(1); // v1 client: stay under stream_buffer_bytes
-    const chunk = makePayload(60_000, seed++).subarray(0, Math.min(60_000, total - sent));
-    c.send({ op: "send", id: 1, data: chunk });
-    up.update(chunk);
-    sent += chunk.length;
-  }
-  const start = Date.now();
-  while (got < total && Date.now() - start < 60_000 && !c.closed) await Bun.sleep(5);
-  expect(got).toBe(total);
-  expect(down.digest("hex")).toBe(up.digest("hex"));
+  const r = await echoTransfer(c, 1, total, (n) => makePayload(60_000, n + 1));
+  expect(r.got).toBe(total);
+  expect(r.down).toBe(r.up);
   expect(t.received).toBe(total);
   c.close();
 }, 120_000);

@@ -116,6 +116,17 @@ function finish(req: Request): Decoded {
   return problem ? { ok: false, id: req.id, code: "EBADREQ", msg: `${req.op}: ${problem}` } : { ok: true, req };
 }
 
+/** `send_to` and `data_from`: u16 port, u16 address length, address, datagram. */
+function addressedFrame(type: number, id: number, port: number, addrText: string, data: Uint8Array): Uint8Array {
+  const addr = utf8.encode(addrText);
+  const out = frame(type, id, 4 + addr.length + data.length);
+  putU16(out, HEADER_BYTES, port);
+  putU16(out, HEADER_BYTES + 2, addr.length);
+  out.set(addr, HEADER_BYTES + 4);
+  out.set(data, HEADER_BYTES + 4 + addr.length);
+  return out;
+}
+
 /** A frame whose payload is `prefix` bytes for the caller to fill, then the UTF-8 text. */
 function withText(type: number, id: number, s: string, prefix = 0): { out: Uint8Array } {
   const bytes = utf8.encode(s);
@@ -174,15 +185,8 @@ function encodeEvent(e: Event): Uint8Array {
       return withText(type, e.id, JSON.stringify(e.addrs)).out;
     case "hello":
       return withText(type, 0, JSON.stringify({ version: e.version, features: e.features, window: e.window, limits: e.limits })).out;
-    case "data_from": {
-      const addr = utf8.encode(e.addr);
-      const out = frame(type, e.id, 4 + addr.length + e.data.length);
-      putU16(out, HEADER_BYTES, e.port);
-      putU16(out, HEADER_BYTES + 2, addr.length);
-      out.set(addr, HEADER_BYTES + 4);
-      out.set(e.data, HEADER_BYTES + 4 + addr.length);
-      return out;
-    }
+    case "data_from":
+      return addressedFrame(type, e.id, e.port, e.addr, e.data);
   }
 }
 
@@ -210,15 +214,8 @@ export function encodeBinaryRequest(r: Request): Uint8Array {
       out.set(r.data, HEADER_BYTES);
       return out;
     }
-    case "send_to": {
-      const addr = utf8.encode(r.addr);
-      const out = frame(type, r.id, 4 + addr.length + r.data.length);
-      putU16(out, HEADER_BYTES, r.port);
-      putU16(out, HEADER_BYTES + 2, addr.length);
-      out.set(addr, HEADER_BYTES + 4);
-      out.set(r.data, HEADER_BYTES + 4 + addr.length);
-      return out;
-    }
+    case "send_to":
+      return addressedFrame(type, r.id, r.port, r.addr, r.data);
     case "resolve":
       return withText(type, r.id, r.name).out;
     case "hello":

@@ -113,6 +113,35 @@ export class TestClient {
   }
 }
 
+/**
+ * Echo `total` bytes through stream `id` as a version-1 client (paced by what came back, so the
+ * stream buffer cap is never hit) and hash both directions. `chunkAt(n)` gives the n-th chunk.
+ */
+export async function echoTransfer(c: TestClient, id: number, total: number, chunkAt: (n: number) => Uint8Array, timeoutMs = 60_000): Promise<{ got: number; up: string; down: string }> {
+  const up = new Bun.CryptoHasher("sha256");
+  const down = new Bun.CryptoHasher("sha256");
+  let got = 0;
+  c.onEvent = (e) => {
+    if (e.ev === "data" && e.id === id) {
+      down.update(e.data);
+      got += e.data.length;
+    }
+  };
+  c.clearReceived(id);
+  let sent = 0;
+  for (let n = 0; sent < total; n++) {
+    while (sent - got > 512 * 1024 && !c.closed) await Bun.sleep(1);
+    const chunk = chunkAt(n).subarray(0, total - sent);
+    c.send({ op: "send", id, data: chunk });
+    up.update(chunk);
+    sent += chunk.length;
+  }
+  const start = Date.now();
+  while (got < total && Date.now() - start < timeoutMs && !c.closed) await Bun.sleep(5);
+  c.onEvent = null;
+  return { got, up: up.digest("hex"), down: down.digest("hex") };
+}
+
 function summary(e: Event): string {
   return e.ev === "error" || e.ev === "denied" ? `${e.ev}(${e.id}): ${e.msg}` : `${e.ev}(${e.id})`;
 }

@@ -27,3 +27,5 @@ export const CLOSE_FLUSH_MS = 10_000;
 export const WS_IDLE_TIMEOUT_SECS = 120;
 /** Per session: name look-ups (resolve, send_to by name) that may be in flight at once. */
 export const MAX_LOOKUPS_IN_FLIGHT = 32;
+/** Per session: resolved address → name pairs remembered for later connects to the address. */
+export const MAX_RESOLVED_NAMES = 1024;

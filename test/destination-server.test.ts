@@ -203,3 +203,31 @@ describe("hostile literals with the default policy", () => {
     }
   });
 });
+
+describe("resolve, then connect to the address (getaddrinfo + connect)", () => {
+  const ALLOW_BY_NAME = `[network]\ndeny = ["*"]\nallow = ["good.test:${port}"]\n`;
+
+  test("an address the session resolved from an allowed name is judged by that name", async () => {
+    const before = good.accepted;
+    const { c, srv } = await setup(ALLOW_BY_NAME, { "good.test": ["127.0.0.1"] });
+    // Before the look-up the bare address matches no allow entry.
+    expect(await c.connect(1, "127.0.0.1", port)).toMatchObject({ ev: "denied", id: 1 });
+    c.send({ op: "resolve", id: 2, name: "good.test" });
+    expect(await c.next(2)).toEqual({ ev: "resolved", id: 2, addrs: ["127.0.0.1"] });
+    expect(await c.connect(3, "127.0.0.1", port)).toEqual({ ev: "connected", id: 3 });
+    await Bun.sleep(20);
+    expect(good.accepted).toBe(before + 1);
+    // The name's port qualifier still applies, and another session learned nothing.
+    expect(await c.connect(4, "127.0.0.1", port + 1)).toMatchObject({ ev: "denied", id: 4 });
+    const other = await TestClient.open(srv.wsUrl);
+    cleanup.push(() => other.close());
+    expect(await other.connect(1, "127.0.0.1", port)).toMatchObject({ ev: "denied", id: 1 });
+  });
+
+  test("address deny rules still win over the remembered name", async () => {
+    const { c } = await setup(`[network]\ndeny = ["127.0.0.2"]\nallow = ["good.test"]\n`, { "good.test": ["127.0.0.1", "127.0.0.2"] });
+    c.send({ op: "resolve", id: 1, name: "good.test" });
+    expect(await c.next(1)).toEqual({ ev: "resolved", id: 1, addrs: ["127.0.0.1"] });
+    expect(await c.connect(2, "127.0.0.2", port)).toMatchObject({ ev: "denied", id: 2 });
+  });
+});

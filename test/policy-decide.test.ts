@@ -144,7 +144,9 @@ const rows: Row[] = [
   ["PORTS", null, "8.8.8.8", 22, true, "*", ""],
   // port null (resolve): port-qualified entries do not apply
   ["PORTS", null, "8.8.8.8", null, true, "*", "8.8.8.8 matches"],
-  ["LOCKED", "api.example.com", "93.184.215.14", null, false, "default", ""],
+  // no port (resolve): a name allowed on some port may be looked up
+  ["LOCKED", "api.example.com", "93.184.215.14", null, true, "api.example.com:443", ""],
+  ["LOCKED", "www.example.com", "93.184.215.14", null, false, "default", ""],
   // deny entries of every kind win over allow "*"
   ["MIXED", "x.evil.com", "93.184.215.14", 443, false, "*.evil.com", "x.evil.com is a subdomain of evil.com"],
   ["MIXED", "evil.com", "93.184.215.14", 443, true, "*", ""],
@@ -269,10 +271,11 @@ describe("filterResolved", () => {
     const r = filterResolved(PORTS, "mail.example", ["93.184.215.14"]);
     expect(r.addrs).toEqual(["93.184.215.14"]);
   });
-  test("port-qualified allow entries are ignored too", () => {
+  test("port-qualified allow entries do apply: a name allowed on some port may be resolved", () => {
     const r = filterResolved(LOCKED, "api.example.com", ["93.184.215.14"]);
-    expect(r.addrs).toEqual([]);
-    expect(r.decision.allowed).toBe(false);
+    expect(r.addrs).toEqual(["93.184.215.14"]);
+    expect(r.decision.rule).toBe("api.example.com:443");
+    expect(filterResolved(LOCKED, "other.example.com", ["93.184.215.14"]).decision.allowed).toBe(false);
   });
   test("port-less allow entries still apply", () => {
     const rules = compileRules(["*"], ["*.example.org"]);

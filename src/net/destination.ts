@@ -17,18 +17,25 @@ export async function pickDestination(
   dnsTimeoutMs: number,
   host: string,
   port: number,
+  /** For an IP literal: the name this session resolved it from, so name rules still apply. */
+  nameOf?: (ip: string) => string | undefined,
 ): Promise<Destination> {
-  if (canonicalIp(host) === null) {
-    const byName = decideName(rules, normalizeName(host), port);
-    if (!byName.allowed) return { ok: false, denied: byName };
-  }
+  const literal = canonicalIp(host);
   let name: string | null;
   let addrs: string[];
-  try {
-    ({ name, addrs } = await resolveTarget(host, resolver, dnsTimeoutMs));
-  } catch (e) {
-    const err = e instanceof ResolveError ? e : new ResolveError("ENOTFOUND", String(e));
-    return { ok: false, code: err.code, msg: err.message };
+  if (literal !== null) {
+    name = nameOf?.(literal) ?? null;
+    addrs = [literal];
+  } else {
+    // A name refused by a name rule is refused before anything is looked up.
+    const byName = decideName(rules, normalizeName(host), port);
+    if (!byName.allowed) return { ok: false, denied: byName };
+    try {
+      ({ name, addrs } = await resolveTarget(host, resolver, dnsTimeoutMs));
+    } catch (e) {
+      const err = e instanceof ResolveError ? e : new ResolveError("ENOTFOUND", String(e));
+      return { ok: false, code: err.code, msg: err.message };
+    }
   }
   const choice = chooseAddress(rules, name, addrs, port);
   if (choice.addr === null) return { ok: false, denied: choice.decision };

@@ -63,9 +63,19 @@ function hostMatch(e: Entry, name: string | null, ip: IP | null, addr: string | 
 }
 
 // A null port (resolve) means no concrete port: port-qualified entries stay out.
+/** Deny side: with no port (resolve), a port-qualified entry does not apply. */
 function portMatch(e: Entry, port: number | null): boolean {
   if (e.ports === null) return true;
   return port !== null && port >= e.ports.lo && port <= e.ports.hi;
+}
+
+/**
+ * Allow side: with no port (resolve), a port-qualified entry does apply — a name the policy
+ * lets a client reach on some port may be looked up, or `*.example.com:443` would break every
+ * getaddrinfo() before a connect.
+ */
+function allowPortMatch(e: Entry, port: number | null): boolean {
+  return port === null || portMatch(e, port);
 }
 
 function isBareStar(e: Entry): boolean {
@@ -105,7 +115,7 @@ export function decideAddress(rules: RuleSet, name: string | null, addr: string,
     }
   }
   for (const e of rules.allow) {
-    if (!portMatch(e, port)) continue;
+    if (!allowPortMatch(e, port)) continue;
     const why = hostMatch(e, n, ip, a);
     if (why !== null) {
       const what = e.host.kind === "any" ? `${describe(n, a, port)} matches` : why;
@@ -135,7 +145,7 @@ export function decideName(rules: RuleSet, name: string, port: number | null): D
   }
   let addressAllowPossible = false;
   for (const e of rules.allow) {
-    if (!portMatch(e, port)) continue;
+    if (!allowPortMatch(e, port)) continue;
     if (e.host.kind === "name" || e.host.kind === "wildcard") {
       const why = hostMatch(e, n, null, null);
       if (why !== null) {

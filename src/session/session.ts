@@ -2,7 +2,7 @@
 // the dispatch of requests to the socket layer. Transport-agnostic: it receives decoded
 // requests and emits events through a Transport; the codec is the transport's business.
 import tls from "node:tls";
-import { MAX_LOOKUPS_IN_FLIGHT, SERVER_ID_BASE } from "../constants.ts";
+import { MAX_LOOKUPS_IN_FLIGHT, MAX_RESOLVED_NAMES, SERVER_ID_BASE } from "../constants.ts";
 import { TokenBucket } from "../limits/token-bucket.ts";
 import { pickDestination, type Destination } from "../net/destination.ts";
 import { TcpListener, type ListenerOwner } from "../net/listener.ts";
@@ -45,6 +45,13 @@ export class Session implements ListenerOwner, UdpOwner {
   private readonly resources = new Map<number, Resource>();
   /** Ids whose open (DNS, policy, bind) is still in progress: they count as in use. */
   private readonly pending = new Set<number>();
+  /**
+   * Addresses this session got from `resolve`, and the name they came from: a WASM program
+   * that calls getaddrinfo() and then connects to the IP is judged by that name's rules too.
+   * Bounded: cleared when full.
+   */
+  private readonly resolvedNames = new Map<string, string>();
+  private readonly nameOf = (ip: string): string | undefined => this.resolvedNames.get(ip);
   /** DNS look-ups in flight for resolve and send_to (connects are bounded by max_connections). */
   private lookups = 0;
   /** The WebSocket toward the browser is above the high watermark: targets are held. */
@@ -163,7 +170,7 @@ export class Session implements ListenerOwner, UdpOwner {
 
   private destination(host: string, port: number): Promise<Destination> {
     const { policy, resolver, dnsTimeoutMs } = this.ctx;
-    return pickDestination(policy.rules, resolver, dnsTimeoutMs, host, port);
+    return pickDestination(policy.rules, resolver, dnsTimeoutMs, host, port, this.nameOf);
   }
 
   // ---- TCP / TLS ----
@@ -281,7 +288,7 @@ export class Session implements ListenerOwner, UdpOwner {
     // Every datagram's destination passes the policy; literals need no look-up.
     const literal = canonicalIp(req.addr);
     if (literal !== null) {
-      const d = decideAddress(this.ctx.policy.rules, null, literal, req.port);
+      const d = decideAddress(this.ctx.policy.rules, this.nameOf(literal) ?? null, literal, req.port);
       if (!d.allowed) return this.deny(req.id, d, formatHostPort(literal, req.port));
       return this.sendDatagram(r, req.data, literal, req.port);
     }
@@ -414,6 +421,10 @@ export class Session implements ListenerOwner, UdpOwner {
       if (!this.pending.delete(id) || this.closed) return;
       const allowed = name === null ? filterLiteral(rules, addrs[0]!) : filterResolved(rules, name, addrs);
       if (!allowed.decision.allowed) return this.deny(id, allowed.decision, host);
+      if (name !== null) {
+        if (this.resolvedNames.size + allowed.addrs.length > MAX_RESOLVED_NAMES) this.resolvedNames.clear();
+        for (const a of allowed.addrs) this.resolvedNames.set(a, name);
+      }
       this.transport.send({ ev: "resolved", id, addrs: allowed.addrs });
     } catch (e) {
       if (!this.pending.delete(id) || this.closed) return;

@@ -5,33 +5,7 @@ import { parsePolicy } from "../src/policy/load.ts";
 import type { Event } from "../src/protocol/messages.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
-import { makePayload } from "./helpers/targets.ts";
-
-interface Peer {
-  port: number;
-  socket: udp.Socket<"uint8array">;
-  /** Datagrams received: payload and the sender's address and port. */
-  got: { data: Uint8Array; addr: string; port: number }[];
-  stop(): void;
-}
-
-/** A UDP peer on loopback; `echo` sends every datagram back to its sender. */
-async function udpPeer(hostname: string, echo = true): Promise<Peer> {
-  const got: Peer["got"] = [];
-  const socket = await Bun.udpSocket({
-    hostname,
-    port: 0,
-    binaryType: "uint8array",
-    socket: {
-      data(s, data, port, addr) {
-        got.push({ data, addr, port });
-        if (echo) s.send(data, port, addr);
-      },
-      error() {}, // ICMP refusals after a relay socket closed
-    },
-  });
-  return { port: socket.port, socket, got, stop: () => socket.close() };
-}
+import { makePayload, udpPeer, type Peer } from "./helpers/targets.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

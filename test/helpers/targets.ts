@@ -138,20 +138,34 @@ export function sourceServer(bytesOrPayload: number | Uint8Array, chunkSize = 64
   return { port: listener.port, stop: () => listener.stop(true), pattern };
 }
 
-/** A UDP echo server. */
-export async function udpEcho(hostname = "127.0.0.1"): Promise<{ port: number; socket: udp.Socket<"uint8array"> }> {
+export interface Peer {
+  port: number;
+  socket: udp.Socket<"uint8array">;
+  /** Datagrams received: payload and the sender's address and port. */
+  got: { data: Uint8Array; addr: string; port: number }[];
+  stop(): void;
+}
+
+/** A UDP peer on loopback; `echo` sends every datagram back to its sender. */
+export async function udpPeer(hostname: string, echo = true): Promise<Peer> {
+  const got: Peer["got"] = [];
   const socket = await Bun.udpSocket({
     hostname,
     port: 0,
     binaryType: "uint8array",
     socket: {
       data(s, data, port, addr) {
-        s.send(data, port, addr);
+        got.push({ data, addr, port });
+        if (echo) s.send(data, port, addr);
       },
+      error() {}, // ICMP refusals after a relay socket closed
     },
   });
-  return { port: socket.port, socket };
+  return { port: socket.port, socket, got, stop: () => socket.close() };
 }
+
+/** A UDP echo server. */
+export const udpEcho = (hostname = "127.0.0.1") => udpPeer(hostname, true);
 
 /** Deterministic pseudo-random bytes (xorshift), so two sides can agree on content. */
 export function makePayload(n: number, seed = 1): Uint8Array {

@@ -1,6 +1,5 @@
 // UDP relay end to end: real UDP peers on loopback (IPv4 and IPv6), per-datagram policy.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { udp } from "bun";
 import { parsePolicy } from "../src/policy/load.ts";
 import type { Event } from "../src/protocol/messages.ts";
 import { TestClient } from "./helpers/client.ts";

@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-// The wasmnet command (SPEC §8): run the server, or `wasmnet policy check FILE [HOST:PORT …]`.
+// The wasmnet command (README.md#cli): run the server, or `wasmnet policy check FILE [HOST:PORT …]`.
 import { defineCommand, runMain } from "citty";
 import { createLogger, isLogLevel, type LogLevel } from "./log.ts";
 import { checkDestinations, formatPolicy } from "./policy/check.ts";

@@ -1,4 +1,4 @@
-// Connection pooling (SPEC §7) through a real wasmnet server, real WebSockets and real targets.
+// Connection pooling (README.md#connection-pooling) through a real wasmnet server, real WebSockets and real targets.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { unrestrictedPolicy } from "../src/policy/load.ts";

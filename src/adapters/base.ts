@@ -83,7 +83,7 @@ export abstract class WsAdapter implements Transport {
 
   /**
    * One frame toward the client. Bun drops a message (returns 0) only past its backpressure
-   * limit, which targets are paused long before (docs/bun.md#wssend-return-values): reaching it
+   * limit, which targets are paused long before (docs/bun.md#websocket-send-results-and-backpressurelimit): reaching it
    * is a bug or a hostile pattern, and losing data silently is not an option, so the session ends.
    */
   protected sendFrame(frame: Uint8Array | string): void {

@@ -1,10 +1,10 @@
-// Connection pool (SPEC §7): ready, never-used plain-TCP connections to destinations sessions
+// Connection pool (README.md#connection-pooling): ready, never-used plain-TCP connections to destinations sessions
 // have recently connected to, and to the `[pool] warm` targets, so the next `connect` there
 // skips the handshake.
 //
 // - Keyed by the canonical address and port the session's policy check already approved: the
 //   pool never decides anything, it only answers "is there a ready socket for 1.2.3.4:80?".
-// - A socket goes to exactly one stream and never comes back (SPEC §7): a used connection
+// - A socket goes to exactly one stream and never comes back: a used connection
 //   carries that session's protocol state.
 // - At most `per_key` idle (or connecting) sockets per key, and POOL_MAX_SOCKETS in all, so a
 //   client connecting to many destinations cannot make the server hoard descriptors.

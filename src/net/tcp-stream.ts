@@ -3,7 +3,7 @@
 // are paused, idle bookkeeping — and its owner (the session) only calls its methods and hears
 // about it through StreamOwner.
 //
-// Bun's socket.write() does not buffer (docs/bun.md#socketwrite-does-not-buffer): the unsent
+// Bun's socket.write() does not buffer (docs/bun.md#partial-writes): the unsent
 // tail is kept here and written again on `drain`, in order.
 import type { Socket, SocketHandler } from "bun";
 import { CLOSE_FLUSH_MS } from "../constants.ts";
@@ -314,7 +314,7 @@ export class TcpStream {
   private onClose(err?: Error): void {
     if (this._state === "closed") return;
     // After our shutdown(), Bun reports the peer's FIN as a plain close without running `end`
-    // (docs/bun.md#end-is-not-a-half-close): it is still the target's half-close, and a
+    // (docs/bun.md#half-close-needs-shutdown): it is still the target's half-close, and a
     // half_close client is owed its `end`.
     if (!err && this._localFin && !this.remoteFin && this._state === "open") {
       this.remoteFin = true;
@@ -326,7 +326,7 @@ export class TcpStream {
 
   private onConnectError(err: Error): void {
     if (this._state !== "connecting") return;
-    // Bun collapses most connect failures into ECONNREFUSED (docs/bun.md#connect-errors).
+    // Bun collapses most connect failures into ECONNREFUSED (docs/bun.md#connect-errors-read-as-refused).
     const code = (err as { code?: string }).code;
     if (code === "ECONNREFUSED") this.fail("ECONNREFUSED", `connect ${this.where} refused`);
     else this.fail("EHOSTUNREACH", `connect ${this.where} failed: ${code ?? err.message}`);
@@ -373,7 +373,7 @@ export class TcpStream {
     },
   };
 
-  /** TLS: `open` fires at TCP connect, `handshake` after verification (docs/bun.md#tls-open-and-handshake). */
+  /** TLS: `open` fires at TCP connect, `handshake` after verification (docs/bun.md#tls-handshake-ordering). */
   static readonly tlsHandlers: SocketHandler<TcpStream> = {
     ...TcpStream.handlers,
     open(socket) {

@@ -1,6 +1,6 @@
 // Client TLS options for connect_tls: verification always on, SNI and the name check on the
 // name the client asked for, extra CAs added to the bundled public roots (Bun's `ca` replaces
-// the roots, docs/bun.md#tls-ca-replaces-the-roots).
+// the roots, docs/bun.md#custom-cas-replace-the-public-roots).
 import tls from "node:tls";
 
 let bundle: { extra: readonly string[]; ca: string[] } | null = null;

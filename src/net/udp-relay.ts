@@ -45,7 +45,7 @@ export class UdpRelay {
     const relay = new UdpRelay(owner, id, peer);
     const socket = {
       data: (_s: unknown, data: Uint8Array, port: number, addr: string) => relay.received(data, addr, port),
-      // Bun calls error(err) with `this` = socket (docs/bun.md#udp); ICMP errors leave it usable.
+      // Bun calls error(err) with `this` = socket (docs/bun.md#udp-error-handler-signature); ICMP errors leave it usable.
       error: (err: Error) => owner.debug("udp socket error", { id, error: String(err) }),
     } as unknown as udp.SocketHandler<"uint8array">;
     try {
@@ -78,7 +78,7 @@ export class UdpRelay {
     try {
       this.socket.send(data, port, addr);
     } catch (e) {
-      // A stale ICMP refusal from another peer poisons the next send once (docs/bun.md#udp).
+      // A stale ICMP refusal from another peer poisons the next send once (docs/bun.md#stale-icmp-errors-on-udp).
       if ((e as { code?: string }).code !== "ECONNREFUSED") return { code: "EHOSTUNREACH", msg: `send to ${formatHostPort(addr, port)} failed: ${(e as Error).message}` };
       try {
         this.socket.send(data, port, addr);

@@ -1,4 +1,4 @@
-// Binary framing: `[u8 type][u64 id][payload]`, every integer big-endian (SPEC §4.1–4.2).
+// Binary framing: `[u8 type][u64 id][payload]`, every integer big-endian (docs/protocol.md#binary-framing).
 import { DEFAULT_BACKLOG, ERROR_CODES, EV, HEADER_BYTES, MAX_ID, OP, type ErrorCode } from "./constants.ts";
 import type { Decoded, Event, Request } from "./messages.ts";
 import { requestProblem } from "./validate.ts";

@@ -44,7 +44,7 @@ export function createServer(options: ServerOptions = {}): WasmnetServer {
       if (!s) return;
       server = null;
       handler.drain(1001, "server shutting down");
-      // server.stop() without force never resolves while a WebSocket is open (BUN-NOTES §0.10).
+      // server.stop() without force never resolves while a WebSocket is open (docs/bun.md#stopping-the-server-with-open-websockets).
       const graceful = s.stop(false);
       await Promise.race([graceful, Bun.sleep(SHUTDOWN_GRACE_MS)]);
       await s.stop(true);

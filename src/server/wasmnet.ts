@@ -8,7 +8,7 @@ import type { WsData } from "../adapters/base.ts";
 import { WasmnetAdapter } from "../adapters/wasmnet.ts";
 import { WispAdapter } from "../adapters/wisp.ts";
 import { WsproxyAdapter } from "../adapters/wsproxy.ts";
-import { decideAddress } from "../policy/decide.ts";
+import { pass } from "../net/gate.ts";
 import type { SessionContext } from "../session/context.ts";
 import { clientScriptResponse } from "./client-asset.ts";
 import { Admission } from "./admission.ts";
@@ -125,7 +125,11 @@ function warnAboutPolicy(ctx: SessionContext, noPolicy: boolean): void {
   const { policy, log } = ctx;
   // A policy carried over from the original wasmnet often denies IPv4 private ranges only.
   if (!noPolicy) {
-    const open = ["127.0.0.1", "::1", "169.254.169.254", "fd00::1", "10.0.0.1"].filter((a) => decideAddress(policy.rules, null, a, 80).allowed);
+    const gate = { rules: policy.rules, bind: policy, resolver: ctx.resolver, dnsTimeoutMs: ctx.dnsTimeoutMs };
+    const open = ["127.0.0.1", "::1", "169.254.169.254", "fd00::1", "10.0.0.1"].filter((a) => {
+      const v = pass(gate, { op: "connect", host: a, port: 80 });
+      return !(v instanceof Promise) && v.ok; // literals never need a look-up
+    });
     if (open.length > 0) log.warn("the policy lets sessions reach internal addresses; add \"nonpublic\" to [network] deny unless that is intended", { reachable: open });
   }
   if (policy.server.allowedOrigins === null) log.warn("no [server] allowed_origins set: any website a visitor opens may use this server", {});

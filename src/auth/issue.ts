@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type JWK, SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from "jose";
+import { PolicyEntryError, parseEntry } from "../policy/entry.ts";
 import { checkAllowList, checkProfileName, checkSubject } from "./claims.ts";
 import { type AsymmetricAlg, checkHs256Secret, jwkAlgorithm } from "./keys.ts";
 
@@ -41,7 +42,7 @@ export async function createToken(opts: CreateTokenOptions): Promise<string> {
   }
   if (opts.allow !== undefined) {
     const a = checkAllowList(opts.allow);
-    if (!a.ok) fail(a.reason);
+    if (!a.ok) fail(explainAllow(opts.allow) ?? a.reason);
     wasmnet.allow = [...opts.allow];
   }
   const now = Math.floor(opts.nowSecs ?? Date.now() / 1000);
@@ -75,6 +76,20 @@ export async function createToken(opts: CreateTokenOptions): Promise<string> {
     return fail(`the private key is not a valid ${alg} key`);
   }
   return jwt.setProtectedHeader({ alg, kid: jwk.kid as string, typ: "JWT" }).sign(key);
+}
+
+/** The parser's own message for the first bad entry: the operator may see the value, a client may not. */
+function explainAllow(allow: unknown[]): string | null {
+  for (const entry of allow) {
+    if (typeof entry !== "string") continue;
+    try {
+      parseEntry(entry);
+    } catch (e) {
+      if (e instanceof PolicyEntryError) return `--allow: ${e.message}`;
+      throw e;
+    }
+  }
+  return null;
 }
 
 export interface GeneratedKeys {

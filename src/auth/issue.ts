@@ -85,7 +85,7 @@ function explainAllow(allow: unknown[]): string | null {
     try {
       parseEntry(entry);
     } catch (e) {
-      if (e instanceof PolicyEntryError) return `--allow: ${e.message}`;
+      if (e instanceof PolicyEntryError) return `allow: ${e.message}`;
       throw e;
     }
   }

@@ -65,7 +65,7 @@ describe("verdicts", () => {
   test("a failed look-up is an error verdict (code and message), not a refusal", async () => {
     const v = await pass(gateFor(null), { op: "connect", host: "missing.test", port: 80 });
     expect(v.ok).toBe(false);
-    if (!v.ok) expect([v.refused, v.code]).toEqual([undefined, "ENOTFOUND"]);
+    if (!v.ok) expect(v.refused ? "refused" : v.code).toBe("ENOTFOUND");
   });
 
   test("the look-up budget: over it, ELIMIT without asking the resolver; each look-up gives its slot back", async () => {
@@ -76,7 +76,7 @@ describe("verdicts", () => {
     const first = pass(g, { op: "resolve", host: "a.test" }, budget);
     const second = pass(g, { op: "resolve", host: "a.test" }, budget);
     expect(second instanceof Promise).toBe(false);
-    if (!(second instanceof Promise)) expect(second.ok ? "" : second.code).toBe("ELIMIT");
+    if (!(second instanceof Promise)) expect(second.ok || second.refused ? "" : second.code).toBe("ELIMIT");
     const v = await first;
     expect(v.ok && v.value.addrs).toEqual(["93.184.216.34"]);
     expect(inFlight).toBe(0);

@@ -181,3 +181,29 @@ describe("relative links in the documents resolve", () => {
     });
   }
 });
+
+describe("references to the documents from code comments resolve", () => {
+  // Comments cite `docs/x.md#anchor` or `README.md#anchor` instead of explaining twice; a
+  // renamed heading must not leave them dangling.
+  const sources = ["src", "client/src", "test", "scripts"].flatMap((d) =>
+    (function walk(dir: string): string[] {
+      if (!existsSync(dir)) return [];
+      return readdirSync(dir).flatMap((n) => {
+        const p = join(dir, n);
+        return statSync(p).isDirectory() ? walk(p) : /\.(ts|js|c)$/.test(n) ? [p] : [];
+      });
+    })(join(root, d)),
+  );
+  test("every docs/…md#anchor and README.md#anchor named in src, client, test and scripts exists", () => {
+    const problems: string[] = [];
+    for (const f of sources.filter((f) => f !== import.meta.path)) {
+      const text = readFileSync(f, "utf8");
+      for (const m of text.matchAll(/\b((?:docs\/[\w-]+|README)\.md)(#[\w-]+)?/g)) {
+        const path = join(root, m[1]!);
+        if (!existsSync(path)) problems.push(`${relative(root, f)}: ${m[0]}: no such file`);
+        else if (m[2] && !anchors(readFileSync(path, "utf8")).has(m[2].slice(1))) problems.push(`${relative(root, f)}: ${m[0]}: no such heading`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+});

@@ -14,10 +14,12 @@ function fail(msg: string): never {
   process.exit(2);
 }
 
+// Digits only: Number() would also take "1.5", "1e3", "0x10" and " 8 ", none of which an
+// operator means as a port or a count.
 function intArg(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v) || n < lo || n > hi) fail(`--${name} must be a number ${lo}-${hi}, got "${v}"`);
+  if (!/^[0-9]+$/.test(v) || n < lo || n > hi) fail(`--${name} must be a whole number ${lo}-${hi}, got "${v}"`);
   return n;
 }
 

@@ -35,6 +35,15 @@ test("bad flag values fail with a message and exit 2", () => {
   expect(f.stderr.toString()).toContain("/nonexistent/policy.toml");
 });
 
+test("integer flags take whole numbers only: decimals, exponents, hex and signs fail with exit 2", () => {
+  for (const [flag, value] of [["--port", "1.5"], ["--port", "80.0"], ["--pool-per-key", "1e3"], ["--pool-idle-secs", "0x10"], ["--port", "-1"], ["--port", ""], ["--max-bandwidth-mbps", "2.5"]]) {
+    const r = run([flag!, value!]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.toString()).toContain(`${flag} must be a whole number`);
+    expect(r.stderr.toString()).toContain(`got "${value}"`);
+  }
+});
+
 test("relays, logs JSON lines, and exits 0 on SIGTERM closing sessions with 1001", async () => {
   const echo = echoServer();
   const child = await spawnServer(["--no-policy"]);

@@ -33,9 +33,8 @@ describe("loading", () => {
   test("defaults", () => {
     const d = defaultPolicy();
     expect(d.source).toBeNull();
-    expect(d.denyText).toEqual(["nonpublic", "*:25"]);
-    expect(d.allowText).toEqual(["*"]);
-    expect(d.bindPortsText).toBe("3000-9999");
+    expect(d.rules.deny.map((e) => e.text)).toEqual(["nonpublic", "*:25"]);
+    expect(d.rules.allow.map((e) => e.text)).toEqual(["*"]);
     expect(d.bindPorts).toEqual([{ lo: 3000, hi: 9999 }]);
     expect(d.bindAddrs).toEqual([]);
     expect(d.maxConnections).toBe(50);
@@ -96,7 +95,7 @@ allowed_origins = ["https://app.example.com", "http://localhost:5173"]
 `,
       "/etc/wasmnet/policy.toml",
     );
-    expect(cfg.denyText).toEqual(["*"]);
+    expect(cfg.rules.deny.map((e) => e.text)).toEqual(["*"]);
     expect(cfg.rules.allow.map((e) => e.text)).toEqual(["*.example.com:443", "[2606:4700::]/32:443"]);
     expect(cfg.bindPorts).toEqual([{ lo: 80, hi: 80 }, { lo: 3000, hi: 3010 }]);
     expect(cfg.bindAddrs.map((e) => e.text)).toEqual(["192.168.1.10", "fd00::/8"]);
@@ -184,9 +183,9 @@ test("a policy written for the original wasmnet (CIDR deny list, six [network] k
   const { loadPolicyFile } = require("../src/policy/load.ts") as typeof import("../src/policy/load.ts");
   const { decideAddress } = require("../src/policy/decide.ts") as typeof import("../src/policy/decide.ts");
   const cfg = loadPolicyFile(new URL("./fixtures/original-policy.toml", import.meta.url).pathname);
-  expect(cfg.denyText).toEqual(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"]);
+  expect(cfg.rules.deny.map((e) => e.text)).toEqual(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"]);
   expect(cfg.maxConnections).toBe(50);
-  expect(cfg.bindPortsText).toBe("3000-9999");
+  expect(cfg.bindPorts).toEqual([{ lo: 3000, hi: 9999 }]);
   expect(decideAddress(cfg.rules, null, "127.0.0.1", 80).allowed).toBe(false);
   expect(decideAddress(cfg.rules, null, "10.1.2.3", 80).allowed).toBe(false);
   expect(decideAddress(cfg.rules, null, "8.8.8.8", 53).allowed).toBe(true);

@@ -4,6 +4,7 @@ import { canonicalIp, formatHostPort, splitHostPort } from "./address.ts";
 import { chooseAddress, decideAddress, decideName } from "./decide.ts";
 import { formatEntry } from "./entry.ts";
 import type { PolicyConfig } from "./load.ts";
+import { formatPortList } from "./ports.ts";
 
 const unlimited = (n: number, unit = ""): string => (n === 0 ? "0 (unlimited)" : `${n}${unit}`);
 
@@ -14,7 +15,7 @@ export function formatPolicy(cfg: PolicyConfig): string {
   for (const e of cfg.rules.deny) lines.push(`deny ${JSON.stringify(e.text)}${canonNote(formatEntry(e), e.text)}`);
   if (cfg.rules.allow.length === 0) lines.push("allow: (none: every destination is refused)");
   for (const e of cfg.rules.allow) lines.push(`allow ${JSON.stringify(e.text)}${canonNote(formatEntry(e), e.text)}`);
-  lines.push(`bind_ports: ${cfg.bindPortsText}`);
+  lines.push(`bind_ports: ${formatPortList(cfg.bindPorts)}`);
   lines.push(`bind_addrs: wildcard, loopback${cfg.bindAddrs.map((e) => `, ${formatEntry(e)}`).join("")}`);
   lines.push(`max_connections: ${unlimited(cfg.maxConnections)}`);
   lines.push(`max_bandwidth_mbps: ${unlimited(cfg.maxBandwidthMbps)}`);

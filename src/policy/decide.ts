@@ -10,8 +10,6 @@ import { type IP, canonicalIp, formatHostPort, normalizeName, parseIp } from "./
 import { type Entry, parseEntry } from "./entry.ts";
 import { isLocalhostName, nonpublicRange } from "./nonpublic.ts";
 
-export type Operation = "connect" | "connect_tls" | "connect_udp" | "send_to" | "resolve" | "bind";
-
 export interface RuleSet {
   deny: Entry[];
   allow: Entry[];

@@ -12,10 +12,7 @@ import { ALL_PORTS, type PortRange, parsePortList } from "./ports.ts";
 export interface PolicyConfig {
   source: string | null; // file path, or null for built-in defaults
   rules: RuleSet;
-  denyText: string[];
-  allowText: string[];
   bindPorts: PortRange[];
-  bindPortsText: string;
   bindAddrs: Entry[]; // extra addresses a listener may bind, beyond wildcard and loopback
   maxConnections: number; // 0 = unlimited
   maxBandwidthMbps: number; // 0 = unlimited
@@ -57,10 +54,7 @@ export function defaultPolicy(): PolicyConfig {
   return {
     source: null,
     rules: compileDefault(),
-    denyText: [...DEFAULT_DENY],
-    allowText: [...DEFAULT_ALLOW],
     bindPorts: parsePortList(DEFAULT_BIND_PORTS),
-    bindPortsText: DEFAULT_BIND_PORTS,
     bindAddrs: [],
     maxConnections: 50,
     maxBandwidthMbps: 10,
@@ -83,10 +77,7 @@ export function unrestrictedPolicy(): PolicyConfig {
   return {
     ...d,
     rules: { deny: [...ALLOW_ALL.deny], allow: [...ALLOW_ALL.allow] },
-    denyText: [],
-    allowText: ["*"],
     bindPorts: [...ALL_PORTS],
-    bindPortsText: "1-65535",
     bindAddrs: [parseEntry("*")],
     maxConnections: 0,
     maxBandwidthMbps: 0,
@@ -192,11 +183,9 @@ export function parsePolicy(text: string, source: string): PolicyConfig {
   const deny = stringArray(network, "network", "deny");
   const allow = stringArray(network, "network", "allow");
   if (deny !== undefined) {
-    cfg.denyText = [...deny];
     cfg.rules.deny = entries("network.deny", deny);
   }
   if (allow !== undefined) {
-    cfg.allowText = [...allow];
     cfg.rules.allow = entries("network.allow", allow);
   }
   const bp = get(network, "bind_ports");
@@ -208,7 +197,6 @@ export function parsePolicy(text: string, source: string): PolicyConfig {
       const m = (e as Error).message;
       throw err("network.bind_ports", m.includes(JSON.stringify(bp)) ? m : `${m} in ${JSON.stringify(bp)}`);
     }
-    cfg.bindPortsText = bp;
   }
   const ba = stringArray(network, "network", "bind_addrs");
   if (ba !== undefined) {

@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decideAddress } from "../src/policy/decide.ts";
+import { defaultMaxMemoryMb } from "../src/policy/memory-budget.ts";
 import { type PolicyConfig, PolicyFileError, defaultPolicy, loadPolicyFile, parsePolicy, unrestrictedPolicy } from "../src/policy/load.ts";
 
 const EXAMPLE = join(import.meta.dir, "fixtures/policy.example.toml");
@@ -40,10 +41,24 @@ describe("loading", () => {
     expect(d.maxConnections).toBe(50);
     expect(d.maxBandwidthMbps).toBe(10);
     expect(d.connectionTimeoutSecs).toBe(30);
-    expect(d.limits).toEqual({ maxSessions: 1000, maxSessionsPerIp: 32, streamBufferBytes: 1048576, maxMessageBytes: 1048576, idleTimeoutSecs: 300 });
+    expect(d.limits).toEqual({
+      maxSessions: 1000,
+      maxSessionsPerIp: 32,
+      maxMemoryMb: defaultMaxMemoryMb(),
+      streamBufferBytes: 1048576,
+      maxMessageBytes: 1048576,
+      idleTimeoutSecs: 300,
+      maxSessionsPerIdentity: 0,
+      maxConnectionsPerIdentity: 0,
+      maxBandwidthMbpsPerIdentity: 0,
+      maxBytesPerDay: 0,
+    });
     expect(d.tls).toEqual({ caFile: null });
     expect(d.pool).toEqual({ idleSecs: 0, perKey: 8, warm: [] });
-    expect(d.server).toEqual({ allowedOrigins: null, trustedProxies: [] });
+    expect(d.server).toEqual({ allowedOrigins: null, trustedProxies: [], workers: 1, drainSecs: 5 });
+    expect(d.auth).toEqual({ required: false, audience: null, issuers: null, hs256SecretFile: null, jwksFile: null, leewaySecs: 30 });
+    expect(d.cluster).toEqual({ redis: null, leaseSecs: 15, onRedisError: "local" });
+    expect(d.profiles.size).toBe(0);
   });
   test("an empty file is the defaults", () => {
     expect({ ...parsePolicy("", "p.toml"), source: null } as PolicyConfig).toEqual(defaultPolicy());
@@ -81,9 +96,14 @@ connection_timeout_secs = 7.5
 [limits]
 max_sessions = 10
 max_sessions_per_ip = 2
+max_memory_mb = 512
 stream_buffer_bytes = 65536
 max_message_bytes = 131072
 idle_timeout_secs = 0
+max_sessions_per_identity = 3
+max_connections_per_identity = 20
+max_bandwidth_mbps_per_identity = 1.5
+max_bytes_per_day = 10_000_000_000
 [tls]
 ca_file = "certs/ca.pem"
 [pool]
@@ -92,6 +112,19 @@ per_key = 2
 warm = ["api.example.com:443", "[2606:4700::1111]:443"]
 [server]
 allowed_origins = ["https://app.example.com", "http://localhost:5173"]
+workers = "auto"
+drain_secs = 2.5
+[auth]
+required = true
+audience = "wasmnet"
+issuers = ["https://app.example"]
+hs256_secret_file = "keys/secret.key"
+jwks_file = "/keys/public.jwks.json"
+leeway_secs = 0
+[cluster]
+redis = "rediss://user:pw@redis.internal:6380/2"
+lease_secs = 5
+on_redis_error = "deny"
 `,
       "/etc/wasmnet/policy.toml",
     );
@@ -102,10 +135,32 @@ allowed_origins = ["https://app.example.com", "http://localhost:5173"]
     expect(cfg.maxConnections).toBe(0);
     expect(cfg.maxBandwidthMbps).toBe(2.5);
     expect(cfg.connectionTimeoutSecs).toBe(7.5);
-    expect(cfg.limits).toEqual({ maxSessions: 10, maxSessionsPerIp: 2, streamBufferBytes: 65536, maxMessageBytes: 131072, idleTimeoutSecs: 0 });
+    expect(cfg.limits).toEqual({
+      maxSessions: 10,
+      maxSessionsPerIp: 2,
+      maxMemoryMb: 512,
+      streamBufferBytes: 65536,
+      maxMessageBytes: 131072,
+      idleTimeoutSecs: 0,
+      maxSessionsPerIdentity: 3,
+      maxConnectionsPerIdentity: 20,
+      maxBandwidthMbpsPerIdentity: 1.5,
+      maxBytesPerDay: 10_000_000_000,
+    });
     expect(cfg.tls.caFile).toBe("/etc/wasmnet/certs/ca.pem");
     expect(cfg.pool).toEqual({ idleSecs: 30, perKey: 2, warm: ["api.example.com:443", "[2606:4700::1111]:443"] });
     expect(cfg.server.allowedOrigins).toEqual(["https://app.example.com", "http://localhost:5173"]);
+    expect(cfg.server.workers).toBe("auto");
+    expect(cfg.server.drainSecs).toBe(2.5);
+    expect(cfg.auth).toEqual({
+      required: true,
+      audience: "wasmnet",
+      issuers: ["https://app.example"],
+      hs256SecretFile: "/etc/wasmnet/keys/secret.key",
+      jwksFile: "/keys/public.jwks.json",
+      leewaySecs: 0,
+    });
+    expect(cfg.cluster).toEqual({ redis: "rediss://user:pw@redis.internal:6380/2", leaseSecs: 5, onRedisError: "deny" });
   });
   test("an empty allow list is kept (refuse everything), not replaced by the default", () => {
     const cfg = parsePolicy("[network]\nallow = []\n", "p.toml");

@@ -153,7 +153,8 @@ function checkRedisUrl(r: TableReader, url: string): string {
   } catch {
     // reported below
   }
-  const shown = u === null ? "the value" : JSON.stringify(redactUrl(u));
+  // As written, unless it holds a password; an unparseable value may hold one anywhere.
+  const shown = u === null ? "the value" : JSON.stringify(u.password === "" ? url : redactUrl(u));
   const hint = 'expected "redis://host:6379/0" or "rediss://…" (TLS)';
   if (u === null) r.fail("redis", `not a URL; ${hint}`);
   if (u.protocol !== "redis:" && u.protocol !== "rediss:") r.fail("redis", `${shown}: scheme must be redis or rediss; ${hint}`);

@@ -1,4 +1,4 @@
-// Which local address and port a client may listen on (SPEC §5.1 `bind`). Pure.
+// Which local address and port a client may listen on (the `bind` operation). Pure.
 import { canonicalIp } from "./address.ts";
 import { decideAddress, type Decision } from "./decide.ts";
 import type { PolicyConfig } from "./load.ts";

@@ -37,6 +37,7 @@ describe("loading", () => {
     expect(d.rules.deny.map((e) => e.text)).toEqual(["nonpublic", "*:25"]);
     expect(d.rules.allow.map((e) => e.text)).toEqual(["*"]);
     expect(d.bindPorts).toEqual([{ lo: 3000, hi: 9999 }]);
+    expect(d.bindPortsText).toBe("3000-9999");
     expect(d.bindAddrs).toEqual([]);
     expect(d.maxConnections).toBe(50);
     expect(d.maxBandwidthMbps).toBe(10);

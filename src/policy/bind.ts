@@ -1,8 +1,8 @@
-// Which local address and port a client may listen on (the `bind` operation). Pure.
+// Which local address and port a client may listen on (docs/protocol.md#bind). Pure.
 import { canonicalIp } from "./address.ts";
-import { decideAddress, type Decision } from "./decide.ts";
+import { addressListed, type Decision } from "./decide.ts";
 import type { PolicyConfig } from "./load.ts";
-import { formatPortList, portAllowed } from "./ports.ts";
+import { portAllowed } from "./ports.ts";
 
 const WILDCARDS = new Set(["0.0.0.0", "::"]);
 
@@ -11,13 +11,13 @@ function isLoopback(addr: string): boolean {
 }
 
 /** Port 0 is allowed here: the caller picks a free port inside bind_ports. */
-export function decideBind(cfg: Pick<PolicyConfig, "bindPorts" | "bindAddrs">, addr: string, port: number): Decision {
+export function decideBind(cfg: Pick<PolicyConfig, "bindPorts" | "bindPortsText" | "bindAddrs">, addr: string, port: number): Decision {
   const ip = canonicalIp(addr);
   if (ip === null) return { allowed: false, rule: "bind_addrs", reason: `bind address "${addr.slice(0, 64)}" is not an IP address` };
-  const listed = cfg.bindAddrs.length > 0 && decideAddress({ deny: [], allow: cfg.bindAddrs }, null, ip, null).allowed;
+  const listed = addressListed(cfg.bindAddrs, ip);
   if (!WILDCARDS.has(ip) && !isLoopback(ip) && !listed)
     return { allowed: false, rule: "bind_addrs", reason: `bind address ${ip} is not a wildcard or loopback address and not in bind_addrs` };
   if (port !== 0 && !portAllowed(cfg.bindPorts, port))
-    return { allowed: false, rule: "bind_ports", reason: `bind port ${port} is outside bind_ports ${formatPortList(cfg.bindPorts)}` };
+    return { allowed: false, rule: "bind_ports", reason: `bind port ${port} is outside bind_ports ${cfg.bindPortsText}` };
   return { allowed: true, rule: "bind_ports", reason: `bind ${ip}:${port} allowed` };
 }

@@ -4,7 +4,6 @@ import { canonicalIp, formatHostPort, splitHostPort } from "./address.ts";
 import { type PolicyConfig, policyFor } from "./config.ts";
 import { type RuleSet, chooseAddress, decideAddress, decideName, withTokenAllow } from "./decide.ts";
 import { type Entry, formatEntry } from "./entry.ts";
-import { formatPortList } from "./ports.ts";
 import { redactUrl } from "./tables.ts";
 
 /** Whose view to explain: a profile (null: the top level), narrowed by a token's allow list (null: none). */
@@ -44,7 +43,7 @@ export function formatPolicy(cfg: PolicyConfig, view: CheckView = {}): string {
     if (view.tokenAllow.length === 0) lines.push("token allow: (none: every destination is refused)");
     for (const e of view.tokenAllow) lines.push(`token allow ${JSON.stringify(e.text)}${canonNote(formatEntry(e), e.text)}`);
   }
-  lines.push(`bind_ports: ${formatPortList(p.bindPorts)}`);
+  lines.push(`bind_ports: ${p.bindPortsText}`);
   lines.push(`bind_addrs: wildcard, loopback${p.bindAddrs.map((e) => `, ${formatEntry(e)}`).join("")}`);
   lines.push(`max_connections: ${unlimited(p.maxConnections)}`);
   lines.push(`max_bandwidth_mbps: ${unlimited(p.maxBandwidthMbps)}`);

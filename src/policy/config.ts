@@ -11,6 +11,7 @@ export interface PolicyConfig {
   // [network]
   rules: RuleSet;
   bindPorts: PortRange[];
+  bindPortsText: string; // as written, for messages
   bindAddrs: Entry[]; // extra addresses a listener may bind, beyond wildcard and loopback
   maxConnections: number; // 0 = unlimited
   maxBandwidthMbps: number; // 0 = unlimited
@@ -64,6 +65,7 @@ export function defaultPolicy(): PolicyConfig {
     source: null,
     rules: compileRules(DEFAULT_DENY, DEFAULT_ALLOW),
     bindPorts: parsePortList(DEFAULT_BIND_PORTS),
+    bindPortsText: DEFAULT_BIND_PORTS,
     bindAddrs: [],
     maxConnections: 50,
     maxBandwidthMbps: 10,
@@ -97,6 +99,7 @@ export function unrestrictedPolicy(): PolicyConfig {
     ...d,
     rules: { deny: [...ALLOW_ALL.deny], allow: [...ALLOW_ALL.allow] },
     bindPorts: [...ALL_PORTS],
+    bindPortsText: "1-65535",
     bindAddrs: [parseEntry("*")],
     maxConnections: 0,
     maxBandwidthMbps: 0,
@@ -113,6 +116,7 @@ export function copyPolicy(p: PolicyConfig): PolicyConfig {
     source: p.source,
     rules: { deny: [...p.rules.deny], allow: [...p.rules.allow] },
     bindPorts: [...p.bindPorts],
+    bindPortsText: p.bindPortsText,
     bindAddrs: [...p.bindAddrs],
     maxConnections: p.maxConnections,
     maxBandwidthMbps: p.maxBandwidthMbps,

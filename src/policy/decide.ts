@@ -266,3 +266,8 @@ function combineDenials(name: string | null, denials: Decision[]): Decision {
     reason: `no address of ${who} passes: ${denials.map((d) => d.reason).join("; ")}`,
   };
 }
+
+/** Whether `addr` matches any of `entries` (IP/CIDR lists such as bind_addrs, trusted_proxies). */
+export function addressListed(entries: readonly Entry[], addr: string): boolean {
+  return entries.length > 0 && decideAddress({ deny: [], allow: [...entries] }, null, addr, null).allowed;
+}

@@ -28,6 +28,7 @@ function parseNetwork(r: TableReader, cfg: PolicyConfig): void {
       const m = (e as Error).message;
       r.fail("bind_ports", m.includes(JSON.stringify(bp)) ? m : `${m} in ${JSON.stringify(bp)}`);
     }
+    cfg.bindPortsText = bp;
   }
   cfg.bindAddrs = r.addresses("bind_addrs") ?? cfg.bindAddrs;
   cfg.maxConnections = r.integer("max_connections", cfg.maxConnections, 0);

@@ -1,9 +1,9 @@
 // A standalone wasmnet server: Bun.serve on one port with the protocol and the HTTP routes.
 import type { Server } from "bun";
 import { DEFAULT_HOST, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from "../constants.ts";
-import type { ServerOptions } from "../options.ts";
+import type { ServerOptions } from "./options.ts";
 import { wasmnet, type Wasmnet } from "./wasmnet.ts";
-import type { WsData } from "./ws-transport.ts";
+import type { WsData } from "../adapters/base.ts";
 
 export interface WasmnetServer {
   /** Start listening; resolves once the port is bound. */

@@ -356,3 +356,13 @@ describe("RedisCounters housekeeping", () => {
     }
   });
 });
+
+describe("RedisCounters configuration", () => {
+  // No server needed: these are refused before any connection is attempted.
+  test("a malformed URL, lease_secs or on_redis_error is refused at construction", () => {
+    expect(() => new RedisCounters({ url: "http://127.0.0.1:6379" })).toThrow(/protocol/);
+    expect(() => new RedisCounters({ url: "not a url" })).toThrow();
+    expect(() => new RedisCounters({ url: "redis://127.0.0.1:1", leaseSecs: 0.5 })).toThrow(RangeError);
+    expect(() => new RedisCounters({ url: "redis://127.0.0.1:1", onRedisError: "maybe" as "local" })).toThrow(RangeError);
+  });
+});

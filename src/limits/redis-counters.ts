@@ -132,6 +132,9 @@ export class RedisCounters implements Counters {
     if (!(this.leaseMs >= 1000)) throw new RangeError(`lease_secs must be at least 1, got ${options.leaseSecs}`);
     if (!(this.timeoutMs > 0)) throw new RangeError(`timeout must be positive, got ${this.timeoutMs}`);
     if (this.onRedisError !== "local" && this.onRedisError !== "deny") throw new RangeError(`on_redis_error must be "local" or "deny"`);
+    // A malformed URL is a configuration error: throw it here, not later inside a probe. The
+    // client connects lazily, so constructing one opens nothing.
+    this.newClient().close();
 
     // Renewing three times per lifetime leaves two chances for a renewal to get through in time.
     this.renewTimer = setInterval(() => void this.renewTick(), Math.max(100, this.leaseMs / 3));
@@ -374,7 +377,12 @@ export class RedisCounters implements Counters {
    * null once live.
    */
   private async establish(): Promise<unknown> {
-    const c = new RedisClient(this.url, { autoReconnect: false, connectionTimeout: this.timeoutMs });
+    let c: RedisClient;
+    try {
+      c = this.newClient();
+    } catch (err) {
+      return err;
+    }
     try {
       await withTimeout(c.connect(), this.timeoutMs, "redis connect");
       // Loaded up front so EVALSHA does not miss: a miss is retried with EVAL, which would then
@@ -401,6 +409,10 @@ export class RedisCounters implements Counters {
       this.outageSince = 0;
     }
     return null;
+  }
+
+  private newClient(): RedisClient {
+    return new RedisClient(this.url, { autoReconnect: false, connectionTimeout: this.timeoutMs });
   }
 
   private enterOutage(err: unknown): void {

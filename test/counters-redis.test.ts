@@ -302,6 +302,26 @@ describe("RedisCounters daily bytes", () => {
     }
   });
 
+  it("at UTC midnight totals start again; bytes of the day before still reach that day's key", async () => {
+    const prefix = newPrefix();
+    let now = Date.parse("2030-05-01T23:59:59.000Z");
+    const a = counters({ prefix, flushMs: 100, now: () => now });
+    const raw = new RedisClient(redis.url);
+    const total = (day: string) => raw.send("GET", [`${prefix}bytes:k:${day}`]);
+    try {
+      a.addBytes("k", 10);
+      await waitFor(async () => (await total("2030-05-01")) === "10", 3000, "the first flush");
+      a.addBytes("k", 7); // not flushed yet when the day ends
+      now = Date.parse("2030-05-02T00:00:01.000Z");
+      expect(a.bytesToday("k")).toBe(0);
+      a.addBytes("k", 5);
+      expect(a.bytesToday("k")).toBe(5);
+      await waitFor(async () => (await total("2030-05-01")) === "17" && (await total("2030-05-02")) === "5", 3000, "both days' totals");
+    } finally {
+      raw.close();
+    }
+  });
+
   it("bytes added while Redis is down are kept and reach Redis once it is back", async () => {
     const own = await startRedis();
     extraRedis.push(own);

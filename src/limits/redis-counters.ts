@@ -312,28 +312,28 @@ export class RedisCounters implements Counters {
     this.pastDays = this.pastDays.filter((d) => Date.parse(d.name) + DAY_MS + BYTES_KEEP_SECS * 1000 > now);
     for (const day of this.pastDays) {
       for (const [key, t] of day.totals) if (t.pending === 0 && t.inflight === 0) day.totals.delete(key);
-      await this.sendTotals(c, live, day, [...day.totals.keys()]);
+      await this.sendTotals(c, live, day.name, [...day.totals]);
     }
     this.pastDays = this.pastDays.filter((d) => d.totals.size > 0);
 
-    const keys: string[] = [];
+    const inUse: [string, ByteTotal][] = [];
     for (const [key, t] of this.today.totals) {
-      if (t.pending > 0 || now - t.touched < this.watchMs) keys.push(key);
+      if (t.pending > 0 || now - t.touched < this.watchMs) inUse.push([key, t]);
       else if (t.inflight === 0) this.today.totals.delete(key);
     }
-    await this.sendTotals(c, live, this.today, keys);
+    await this.sendTotals(c, live, this.today.name, inUse);
   }
 
-  private async sendTotals(c: RedisClient, live: boolean, day: ByteDay, keys: string[]): Promise<void> {
-    for (let i = 0; i < keys.length; i += BATCH) {
-      const batch = keys.slice(i, i + BATCH);
-      const totals = batch.map((k) => day.totals.get(k)!);
+  private async sendTotals(c: RedisClient, live: boolean, dayName: string, entries: [string, ByteTotal][]): Promise<void> {
+    for (let i = 0; i < entries.length; i += BATCH) {
+      const batch = entries.slice(i, i + BATCH);
+      const totals = batch.map(([, t]) => t);
       const sent = totals.map((t) => Math.round(t.pending));
       totals.forEach((t, j) => {
         t.pending -= sent[j]!;
         t.inflight += sent[j]!;
       });
-      const redisKeys = batch.map((k) => `${this.prefix}bytes:${k}:${day.name}`);
+      const redisKeys = batch.map(([k]) => `${this.prefix}bytes:${k}:${dayName}`);
       try {
         const result = await this.script(c, live, ADD_BYTES, redisKeys, [String(BYTES_KEEP_SECS), ...sent.map(String)]);
         if (!Array.isArray(result) || result.length !== totals.length) throw new Error("add-bytes script answered a malformed reply");

@@ -8,6 +8,7 @@
 // carries our own deadline because a silent server leaves commands pending forever. A lost
 // connection is never repaired in place: a probe makes a fresh client every probe interval, and
 // only once that client has restored this instance's leases do acquires go to Redis again.
+// (Client behaviour this relies on: docs/bun.md#redis-client-pending-commands.)
 
 import { RedisClient } from "bun";
 import { createLogger, type Logger } from "../log.ts";

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { Acquired, LimitSpec } from "../src/limits/counters.ts";
 import { RedisCounters, type RedisCountersOptions } from "../src/limits/redis-counters.ts";
 import { haveRedis, startRedis, warnNoRedis, type RedisProcess } from "./helpers/redis-server.ts";
+import { DEFAULT_WAIT_MS, waitFor } from "./helpers/wait.ts";
 
 const it = haveRedis ? test : test.skip;
 if (!haveRedis) {
@@ -19,13 +20,10 @@ if (!haveRedis) {
   }
 }
 
-/** Polls cond (an event we cannot subscribe to) until it holds or timeoutMs passes. */
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+/** waitFor, and how long the wait took (reported as a measurement, never asserted on). */
+async function waited(cond: () => unknown, what: string, timeoutMs = DEFAULT_WAIT_MS): Promise<number> {
   const start = performance.now();
-  while (!(await cond())) {
-    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(20);
-  }
+  await waitFor(cond, { what, timeoutMs, intervalMs: 20 });
   return performance.now() - start;
 }
 
@@ -166,14 +164,14 @@ describe("RedisCounters across instances", () => {
       await holder.exited;
       const killedAt = performance.now();
       let lease;
-      await waitFor(
+      await waited(
         async () => {
           const r = await b.acquire(spec);
           if (r.ok) lease = r.lease;
           return r.ok;
         },
-        (leaseSecs + 2) * 1000,
         "the killed process's leases to expire",
+        (leaseSecs + 2) * 1000,
       );
       const freedAfter = performance.now() - killedAt;
       console.log(`kill -9: leases free again after ${freedAfter.toFixed(0)} ms (lease_secs ${leaseSecs})`);
@@ -210,7 +208,7 @@ describe("RedisCounters when Redis fails", () => {
     // Redis back, empty (no persistence): a's Redis lease is added back before a goes live again.
     const restarted = await startRedis(own.port);
     extraRedis.push(restarted);
-    const back = await waitFor(() => a.state.redisUp && b.state.redisUp, 5000, "both instances to reconnect");
+    const back = await waited(() => a.state.redisUp && b.state.redisUp, "both instances to reconnect");
     console.log(`redis restarted: both instances back on Redis within ${back.toFixed(0)} ms`);
     expect(logs.some((l) => l.level === "info" && l.msg.startsWith("redis available again"))).toBe(true);
     await granted(b, spec);
@@ -240,7 +238,7 @@ describe("RedisCounters when Redis fails", () => {
     } finally {
       own.resume();
     }
-    await waitFor(() => a.state.redisUp, 5000, "a to reconnect");
+    await waited(() => a.state.redisUp, "a to reconnect");
     const before = a.state.fallbacks;
     await granted(a, spec);
     expect(a.state.fallbacks).toBe(before);
@@ -261,7 +259,7 @@ describe("RedisCounters when Redis fails", () => {
     expect((await a.acquire([{ key: "sessions", max: 0 }])).ok).toBe(true);
     const restarted = await startRedis(own.port);
     extraRedis.push(restarted);
-    await waitFor(() => a.state.redisUp, 5000, "a to reconnect");
+    await waited(() => a.state.redisUp, "a to reconnect");
     await granted(a, spec);
   });
 
@@ -288,7 +286,7 @@ describe("RedisCounters daily bytes", () => {
     b.addBytes("id:alice", 500);
     expect(a.bytesToday("id:alice")).toBe(1234); // the local part counts at once
     expect(b.bytesToday("id:alice")).toBe(500);
-    const seen = await waitFor(() => a.bytesToday("id:alice") === 1734 && b.bytesToday("id:alice") === 1734, 3000, "both totals to reach 1734");
+    const seen = await waited(() => a.bytesToday("id:alice") === 1734 && b.bytesToday("id:alice") === 1734, "both totals to reach 1734");
     console.log(`bytes: both instances saw the cluster total after ${seen.toFixed(0)} ms (flush every 200 ms)`);
     const raw = new RedisClient(redis.url);
     try {
@@ -310,13 +308,13 @@ describe("RedisCounters daily bytes", () => {
     const total = (day: string) => raw.send("GET", [`${prefix}bytes:k:${day}`]);
     try {
       a.addBytes("k", 10);
-      await waitFor(async () => (await total("2030-05-01")) === "10", 3000, "the first flush");
+      await waited(async () => (await total("2030-05-01")) === "10", "the first flush");
       a.addBytes("k", 7); // not flushed yet when the day ends
       now = Date.parse("2030-05-02T00:00:01.000Z");
       expect(a.bytesToday("k")).toBe(0);
       a.addBytes("k", 5);
       expect(a.bytesToday("k")).toBe(5);
-      await waitFor(async () => (await total("2030-05-01")) === "17" && (await total("2030-05-02")) === "5", 3000, "both days' totals");
+      await waited(async () => (await total("2030-05-01")) === "17" && (await total("2030-05-02")) === "5", "both days' totals");
     } finally {
       raw.close();
     }
@@ -330,16 +328,16 @@ describe("RedisCounters daily bytes", () => {
     expect(await a.ready()).toBe(true);
     await own.kill();
     a.addBytes("k", 42);
-    await waitFor(() => !a.state.redisUp, 3000, "a to notice Redis is gone");
+    await waited(() => !a.state.redisUp, "a to notice Redis is gone");
     a.addBytes("k", 8);
     expect(a.bytesToday("k")).toBe(50);
     const restarted = await startRedis(own.port);
     extraRedis.push(restarted);
-    await waitFor(() => a.state.redisUp, 5000, "a to reconnect");
+    await waited(() => a.state.redisUp, "a to reconnect");
     const raw = new RedisClient(restarted.url);
     try {
       const day = new Date().toISOString().slice(0, 10);
-      await waitFor(async () => (await raw.send("GET", [`${prefix}bytes:k:${day}`])) === "50", 3000, "the bytes to reach Redis");
+      await waited(async () => (await raw.send("GET", [`${prefix}bytes:k:${day}`])) === "50", "the bytes to reach Redis");
     } finally {
       raw.close();
     }
@@ -370,7 +368,7 @@ describe("RedisCounters housekeeping", () => {
       expect(pttl).toBeGreaterThan(0);
       expect(pttl).toBeLessThanOrEqual(2000 + 1000);
       lease.release();
-      await waitFor(async () => (await raw.send("EXISTS", [`${prefix}lease:gone`])) === 0, 3000, "the emptied set to go");
+      await waited(async () => (await raw.send("EXISTS", [`${prefix}lease:gone`])) === 0, "the emptied set to go");
     } finally {
       raw.close();
     }

@@ -84,9 +84,9 @@ export class Backpressure {
     return true;
   }
 
-  /** A datagram of `bytes` either way: true if the budget pays for it, false to drop it. */
+  /** A datagram of `bytes` either way: true if the budget pays for it in full, false to drop it (spending nothing). */
   admitDatagram(bytes: number): boolean {
-    return this.bucket.unlimited || this.bucket.take(bytes, performance.now()) >= bytes;
+    return this.bucket.tryTake(bytes, performance.now());
   }
 
   close(): void {

@@ -14,7 +14,7 @@ export interface WaitOptions {
   intervalMs?: number;
   /** Extra state to put in the timeout error, e.g. how many bytes did arrive. */
   detail?: () => unknown;
-  /** Checked before each poll: a string means waiting is pointless (e.g. the socket closed); it is thrown. */
+  /** Checked after each unmet poll: a string means waiting is pointless (e.g. the socket closed); it is thrown. */
   failIf?: () => string | false | null | undefined;
 }
 
@@ -38,9 +38,9 @@ export async function waitFor(predicate: () => unknown, opts: WaitOptions | stri
   const timeoutMs = o.timeoutMs ?? DEFAULT_WAIT_MS;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (await predicate()) return;
     const stop = o.failIf?.();
     if (stop) throw new Error(`gave up waiting for ${o.what}: ${stop}${detailOf(o)}`);
-    if (await predicate()) return;
     if (Date.now() >= deadline) throw new WaitTimeout(`timed out after ${timeoutMs} ms waiting for ${o.what}${detailOf(o)}`);
     await Bun.sleep(o.intervalMs ?? 5);
   }

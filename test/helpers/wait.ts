@@ -73,6 +73,28 @@ export async function eventually<T>(check: () => T | Promise<T>, opts: WaitOptio
   return value as T;
 }
 
+/**
+ * Resolves once `count()` has not changed for `quietMs` — e.g. a flood that backpressure has
+ * stalled. The quiet period is the point ("nothing more happens within X"), not a guess at how
+ * long something takes; the wait for it to begin is bounded by `timeoutMs`.
+ */
+export async function waitForSteady(count: () => number, opts: WaitOptions & { quietMs: number }): Promise<number> {
+  let last = count();
+  let since = performance.now();
+  await waitFor(
+    () => {
+      const now = count();
+      if (now !== last) {
+        last = now;
+        since = performance.now();
+      }
+      return performance.now() - since >= opts.quietMs;
+    },
+    { detail: () => last, ...opts },
+  );
+  return last;
+}
+
 /** `p`, or a WaitTimeout naming `what` if it has not settled within `timeoutMs`. */
 export async function withTimeout<T>(p: Promise<T>, what: string, timeoutMs = DEFAULT_WAIT_MS): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;

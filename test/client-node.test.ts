@@ -406,7 +406,7 @@ describe("events and replay", () => {
         const { readable } = c.stream(b);
         const read = readable.getReader().read();
         const asked = () => peer.peers[0]!.reqs.map((r) => r.op);
-        await waitFor(() => ["resolve", "connect_tls", "send"].every((op) => asked().includes(op)), { what: "resolve, connect_tls and send at the peer", detail: asked });
+        await waitFor(() => (["resolve", "connect_tls", "send"] as const).every((op) => asked().includes(op)), { what: "resolve, connect_tls and send at the peer", detail: asked });
         if (how === "disconnect()") c.disconnect();
         else peer.peers[0]!.ws.close(1001, "going away");
         expect(await codeOf(pendingResolve)).toBe("ECLOSED");

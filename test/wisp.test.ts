@@ -368,9 +368,10 @@ describe("malformed packets close only their stream; the WebSocket stays usable"
 });
 
 describe("Wisp flow control", () => {
-  /** A TCP target that reads nothing until told to, then hashes everything. */
+  /** A TCP target that reads nothing until told to (even if told before the relay connects), then hashes everything. */
   function stalledSink() {
     let sock: Socket<undefined> | null = null;
+    let resumed = false;
     let received = 0;
     const hasher = new Bun.CryptoHasher("sha256");
     const listener = Bun.listen({
@@ -379,7 +380,7 @@ describe("Wisp flow control", () => {
       socket: {
         open(s) {
           sock = s;
-          s.pause();
+          if (!resumed) s.pause();
         },
         data(_s, d) {
           received += d.length;
@@ -390,7 +391,13 @@ describe("Wisp flow control", () => {
     });
     return {
       port: listener.port,
-      resume: () => sock?.resume(),
+      resume: () => {
+        resumed = true;
+        sock?.resume();
+      },
+      get connected() {
+        return sock !== null;
+      },
       get received() {
         return received;
       },
@@ -406,6 +413,7 @@ describe("Wisp flow control", () => {
     let credit = 128;
     let maxContinue = 0;
     let lastContinueAt = performance.now();
+    let connectedAt = Infinity;
     const id = 7;
     c.ws.addEventListener("message", (m) => {
       const b = new Uint8Array(m.data as ArrayBuffer);
@@ -422,15 +430,17 @@ describe("Wisp flow control", () => {
     let sent = 0;
     /** Sends as many packets as the credit allows (and the WebSocket's own buffer takes). */
     const pump = () => {
+      if (sink.connected && connectedAt === Infinity) connectedAt = performance.now();
       while (credit > 0 && sent < total && c.ws.bufferedAmount <= 4 * 1024 * 1024) {
         c.send({ type: "data", stream: id, data: payload.subarray(sent, sent + chunk) });
         sent += chunk;
         credit--;
       }
     };
-    const detail = () => ({ sent, credit, received: sink.received });
-    // Stalled: out of credit and no CONTINUE for 500 ms (the window in which one would come).
-    const stalled = () => credit <= 0 && performance.now() - lastContinueAt > 500;
+    const detail = () => ({ sent, credit, connected: sink.connected, received: sink.received });
+    // Stalled: the relay has reached the target, and we are out of credit with no CONTINUE for
+    // 500 ms (the window in which one would come).
+    const stalled = () => sink.connected && credit <= 0 && performance.now() - Math.max(lastContinueAt, connectedAt) > 500;
     await waitFor(() => { pump(); return sent >= total || stalled(); }, {
       what: "the upload to stall on a target that reads nothing",
       timeoutMs: 30_000,

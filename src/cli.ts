@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-// The wasmnet command (SPEC §8): run the server, or `wasmnet policy check FILE [HOST:PORT …]`.
+// The wasmnet command (README.md#cli): run the server, or `wasmnet policy check FILE [HOST:PORT …]`.
 import { defineCommand, runMain } from "citty";
 import { createLogger, isLogLevel, type LogLevel } from "./log.ts";
 import { checkDestinations, formatPolicy } from "./policy/check.ts";
@@ -8,6 +8,7 @@ import { resolveTarget, systemResolver } from "./net/resolve.ts";
 import { createServer } from "./server/server.ts";
 import { DEFAULT_HOST, DEFAULT_PORT } from "./constants.ts";
 import { VERSION_LINE } from "./version.ts";
+import { tokenCommand } from "./cli-token.ts";
 
 function fail(msg: string): never {
   process.stderr.write(`wasmnet: ${msg}\n`);
@@ -76,9 +77,10 @@ const main = defineCommand({
   subCommands: {
     policy: defineCommand({ meta: { name: "policy", description: "Policy file tools" }, subCommands: { check: policyCheck } }),
     healthcheck,
+    token: tokenCommand,
   },
   async run({ args, rawArgs }) {
-    if (rawArgs[0] === "policy" || rawArgs[0] === "healthcheck") return; // handled by the sub-command
+    if (rawArgs[0] === "policy" || rawArgs[0] === "healthcheck" || rawArgs[0] === "token") return; // handled by the sub-command
     const level = args["log-level"] ?? process.env.WASMNET_LOG ?? "info";
     if (!isLogLevel(level)) fail(`--log-level must be error, warn, info or debug, got "${level}"`);
     const log = createLogger(level as LogLevel);

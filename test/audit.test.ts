@@ -1,4 +1,4 @@
-// SPEC §6: every stream leaves one audit log line when it ends — session, requested name,
+// Every stream leaves one audit log line when it ends — session, requested name,
 // resolved address, the rule that decided, bytes each way, duration, close reason.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createLogger } from "../src/log.ts";

@@ -1,4 +1,4 @@
-// Per-session bandwidth limit (SPEC §5.1, §7) through a real wasmnet server: 8 Mbps is
+// Per-session bandwidth limit (docs/protocol.md#bandwidth) through a real wasmnet server: 8 Mbps is
 // 1 000 000 bytes/s with a one-second burst; over it the server slows down and loses nothing.
 // Rates are measured after the first second's burst (1 MB) has been spent, from the arrival
 // times of the bytes (timestamps taken in the data callbacks, not by polling).

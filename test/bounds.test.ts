@@ -1,4 +1,4 @@
-// Memory stays bounded whatever a client does (SPEC §4.4, §5.1): a client that stops reading
+// Memory stays bounded whatever a client does (docs/protocol.md#flow-control, #version-1-stream-buffer): a client that stops reading
 // pauses the target instead of filling the server; a target that stops reading ends only its
 // own stream with ELIMIT.
 import { afterAll, beforeAll, expect, test } from "bun:test";

@@ -1,4 +1,4 @@
-// Destination rules end to end (SPEC §5.1, §6): names are resolved once by the server (here by an
+// Destination rules end to end (docs/protocol.md#destinations-and-the-policy): names are resolved once by the server (here by an
 // injected resolver), every answer is checked, and the connection goes to an address that
 // passed — never to a second look-up. Targets count what reaches them.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";

@@ -111,22 +111,26 @@ describe("session limits", () => {
     expect((await fetch(new URL("/healthz", srv.url))).status).toBe(200); // full is not unhealthy
   });
 
-  test("a message over max_message_bytes gets ELIMIT and the session keeps working", async () => {
+  test("a message over max_message_bytes gets ELIMIT on its id, ends that stream, and the session keeps working", async () => {
     const srv = await server("[limits]\nmax_message_bytes = 1024\n");
     const c = await client(srv.wsUrl);
     expect((await c.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
-    // Text (JSON): the id cannot be trusted from an oversized message, so the error is on id 0.
+    expect((await c.connect(3, "127.0.0.1", echo.port)).ev).toBe("connected");
+    // Text (JSON), like binary: an oversized send leaves a hole in its stream, so the stream ends.
     c.raw(JSON.stringify({ op: "send", id: 1, data: "x".repeat(2000) }));
-    const ev = await c.next(0);
-    expect(ev).toMatchObject({ ev: "error", id: 0, code: "ELIMIT" });
+    const ev = await c.next(1);
+    expect(ev).toMatchObject({ ev: "error", id: 1, code: "ELIMIT" });
     if (ev.ev === "error") expect(ev.msg).toContain("max_message_bytes (1024)");
     // The cap counts UTF-8 bytes, not characters: 600 × "é" is 1200 bytes.
     c.raw(JSON.stringify({ op: "resolve", id: 2, name: "é".repeat(600) }));
+    expect(await c.next(2)).toMatchObject({ ev: "error", id: 2, code: "ELIMIT" });
+    // Without a readable id the error goes to id 0.
+    c.raw(`{"op":"send","data":"${"x".repeat(2000)}"`);
     expect(await c.next(0)).toMatchObject({ ev: "error", id: 0, code: "ELIMIT" });
-    // The stream and the session go on.
-    c.send({ op: "send", id: 1, data: new TextEncoder().encode("still here") });
-    await c.waitBytes(1, 10);
-    expect(new TextDecoder().decode(c.received(1))).toBe("still here");
+    // The other stream and the session go on.
+    c.send({ op: "send", id: 3, data: new TextEncoder().encode("still here") });
+    await c.waitBytes(3, 10);
+    expect(new TextDecoder().decode(c.received(3))).toBe("still here");
     expect(c.closed).toBe(false);
   });
 

@@ -1,4 +1,4 @@
-// Connection pooling (SPEC §7) through a real wasmnet server, real WebSockets and real targets.
+// Connection pooling (README.md#connection-pooling) through a real wasmnet server, real WebSockets and real targets.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { unrestrictedPolicy } from "../src/policy/load.ts";
@@ -71,7 +71,7 @@ async function setup(opts: { idleSecs?: number; perKey?: number; banner?: string
   cleanup.push(() => target.stop(), () => srv.stop());
   const pool = srv.handler.ctx.pool!;
   expect(pool).not.toBeNull();
-  return { target, srv, pool, metrics: srv.handler.ctx.metrics };
+  return { target, srv, pool };
 }
 
 describe("pool", () => {
@@ -82,19 +82,19 @@ describe("pool", () => {
   });
 
   test("a second connect to the same destination is served from the pool", async () => {
-    const { target, pool, metrics, srv } = await setup();
+    const { target, pool, srv } = await setup();
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect(await c.connect(1, "127.0.0.1", target.port)).toEqual({ ev: "connected", id: 1 });
-    expect(metrics.poolMisses).toBe(1);
+    expect(pool.misses).toBe(1);
     // The miss asked for a spare: the target accepts one connection ahead of use.
     await waitFor(() => pool.size("127.0.0.1", target.port) === 1, "a ready connection");
     expect(target.accepted).toBe(2);
     const first = await ask(c, 1, "a");
 
     expect(await c.connect(2, "127.0.0.1", target.port)).toEqual({ ev: "connected", id: 2 });
-    expect(metrics.poolHits).toBe(1);
-    expect(metrics.poolMisses).toBe(1);
+    expect(pool.hits).toBe(1);
+    expect(pool.misses).toBe(1);
     const second = await ask(c, 2, "b");
     expect(second).not.toBe(first);
     // The hit was the connection accepted before the second connect, and it is replaced.
@@ -110,7 +110,7 @@ describe("pool", () => {
   });
 
   test("a connection used by one session is never given to another", async () => {
-    const { target, pool, metrics, srv } = await setup({ perKey: 2 });
+    const { target, pool, srv } = await setup({ perKey: 2 });
     const seen = new Set<number>();
     const clients: TestClient[] = [];
     for (let i = 0; i < 6; i++) {
@@ -129,7 +129,7 @@ describe("pool", () => {
       }
       await waitFor(() => pool.size("127.0.0.1", target.port) >= 1, "a spare");
     }
-    expect(metrics.poolHits).toBe(5);
+    expect(pool.hits).toBe(5);
     // Each target connection carried the bytes of exactly one session.
     for (const [, texts] of target.usedBy) expect(new Set(texts.map((t) => t.replace(/\d+$/, ""))).size).toBe(1);
     for (const [, texts] of target.usedBy) expect(texts.length).toBe(1);
@@ -138,7 +138,7 @@ describe("pool", () => {
 
   test("dead pooled connections are discarded: the next connect is a miss and works", async () => {
     // The target hangs up on connections that stay silent for 150 ms (like many servers do).
-    const { target, pool, metrics, srv } = await setup({ idleCloseMs: 150 });
+    const { target, pool, srv } = await setup({ idleCloseMs: 150 });
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     c.send({ op: "connect", id: 1, addr: "127.0.0.1", port: target.port });
@@ -154,12 +154,12 @@ describe("pool", () => {
     await c.waitBytes(2, 3);
     // A fresh connection (serial 3 or 4: this miss asks for a new spare at the same time).
     expect(["3:y", "4:y"]).toContain(new TextDecoder().decode(c.received(2)));
-    expect(metrics.poolHits).toBe(0);
-    expect(metrics.poolMisses).toBe(2);
+    expect(pool.hits).toBe(0);
+    expect(pool.misses).toBe(2);
   });
 
   test("idle entries expire after idle_secs", async () => {
-    const { target, pool, metrics, srv } = await setup({ idleSecs: 1 });
+    const { target, pool, srv } = await setup({ idleSecs: 1 });
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "127.0.0.1", target.port)).ev).toBe("connected");
@@ -173,12 +173,12 @@ describe("pool", () => {
     expect(pool.size()).toBe(0);
     expect(target.open.size).toBe(1); // the stream in use is untouched
     expect((await c.connect(2, "127.0.0.1", target.port)).ev).toBe("connected");
-    expect(metrics.poolMisses).toBe(2);
-    expect(metrics.poolHits).toBe(0);
+    expect(pool.misses).toBe(2);
+    expect(pool.hits).toBe(0);
   });
 
   test("a banner sent before hand-over is delivered first, exactly once", async () => {
-    const { target, pool, metrics, srv } = await setup({ banner: "220 hello\r\n" });
+    const { target, pool, srv } = await setup({ banner: "220 hello\r\n" });
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "127.0.0.1", target.port)).ev).toBe("connected");
@@ -190,7 +190,7 @@ describe("pool", () => {
     const idle = () => [...(pool["idle"] as Map<string, { earlyBytes: number }[]>).values()].flat();
     await waitFor(() => idle().some((e) => e.earlyBytes === 11), "the spare's banner in the pool");
     expect((await c.connect(2, "127.0.0.1", target.port)).ev).toBe("connected");
-    expect(metrics.poolHits).toBe(1);
+    expect(pool.hits).toBe(1);
     await c.waitBytes(2, 11);
     expect(new TextDecoder().decode(c.received(2))).toBe("220 hello\r\n");
     const second = await ask(c, 2, "EHLO");
@@ -199,13 +199,13 @@ describe("pool", () => {
   });
 
   test("a target FIN on a pooled stream is `closed` for a version-1 client", async () => {
-    const { target, metrics, srv, pool } = await setup();
+    const { target, srv, pool } = await setup();
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "127.0.0.1", target.port)).ev).toBe("connected");
     await waitFor(() => pool.size() === 1, "the spare");
     expect((await c.connect(2, "127.0.0.1", target.port)).ev).toBe("connected");
-    expect(metrics.poolHits).toBe(1);
+    expect(pool.hits).toBe(1);
     const serial = await ask(c, 2, "hi");
     for (const s of target.open) if (s.data.serial === serial) s.end();
     expect(await c.next(2)).toEqual({ ev: "closed", id: 2 });
@@ -225,17 +225,17 @@ describe("pool", () => {
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "warm.test", target.port)).ev).toBe("connected");
-    expect(srv.handler.ctx.metrics.poolHits).toBe(1);
+    expect(srv.handler.ctx.pool!.hits).toBe(1);
     expect(await ask(c, 1, "w")).toBeLessThanOrEqual(2);
   });
 
   test("TLS connects never use the pool", async () => {
-    const { target, metrics, srv } = await setup();
+    const { target, pool, srv } = await setup();
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     // Not a TLS server: the handshake fails, and the pool was never asked.
     const ev = await c.connect(1, "127.0.0.1", target.port, "connect_tls");
     expect(ev.ev).toBe("error");
-    expect(metrics.poolHits + metrics.poolMisses).toBe(0);
+    expect(pool.hits + pool.misses).toBe(0);
   });
 });

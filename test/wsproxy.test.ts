@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { parsePolicy } from "../src/policy/load.ts";
 import { makeRouter } from "../src/server/routes.ts";
-import { parseHostPort } from "../src/server/wsproxy-transport.ts";
+import { parseHostPortSegment as parseHostPort } from "../src/server/routes.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort, makePayload, sha256, sinkServer } from "./helpers/targets.ts";
 import { waitFor } from "./helpers/wait.ts";

@@ -1,4 +1,4 @@
-// Per-session bandwidth limit (SPEC §7): max_bandwidth_mbps × 125 000 bytes/s,
+// Per-session bandwidth limit (docs/protocol.md#bandwidth): max_bandwidth_mbps × 125 000 bytes/s,
 // burst of one second. Time is passed in so the arithmetic is testable without
 // sleeping. The bucket may go into debt: a large write is never split or
 // refused, the caller just waits out the debt, which is what "slow down, never

@@ -1,6 +1,6 @@
 // THE security decision. Pure: no DNS, no sockets, no clock. Everything the
 // server does with a destination goes through these functions, in this order
-// (SPEC §6): (1) a matching deny entry other than `*` refuses; (2) a matching
+// (README.md#policy): (1) a matching deny entry other than `*` refuses; (2) a matching
 // allow entry permits; (3) anything else is refused.
 //
 // Address entries are matched against what the resolver returned, in canonical
@@ -183,7 +183,7 @@ export function chooseAddress(rules: RuleSet, name: string | null, addrs: readon
 /**
  * For `resolve`: the addresses (canonical, de-duplicated, resolver order) that
  * pass the address rules with no port, so port-qualified entries do not apply
- * (SPEC §5.1). Denied when the name is refused by name or nothing passes.
+ * (docs/protocol.md#resolve). Denied when the name is refused by name or nothing passes.
  */
 export function filterResolved(
   rules: RuleSet,
@@ -220,4 +220,9 @@ function combineDenials(name: string | null, denials: Decision[]): Decision {
     rule: denials[0]!.rule,
     reason: `no address of ${who} passes: ${denials.map((d) => d.reason).join("; ")}`,
   };
+}
+
+/** Whether `addr` matches any of `entries` (IP/CIDR lists such as bind_addrs, trusted_proxies). */
+export function addressListed(entries: readonly Entry[], addr: string): boolean {
+  return entries.length > 0 && decideAddress({ deny: [], allow: [...entries] }, null, addr, null).allowed;
 }

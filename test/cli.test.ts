@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { TestClient } from "./helpers/client.ts";
 import { spawnServer } from "./helpers/spawn.ts";
 import { echoServer } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 import pkg from "../package.json" with { type: "json" };
 
 const cli = join(import.meta.dir, "../src/cli.ts");
@@ -58,7 +59,8 @@ test("relays, logs JSON lines, and exits 0 on SIGTERM closing sessions with 1001
     const start = Date.now();
     const code = await child.stop("SIGTERM");
     expect(code).toBe(0);
-    expect(Date.now() - start).toBeLessThan(5000);
+    // Prompt shutdown is the point (no hanging on open sessions); 10 s is generous for a loaded machine.
+    expect(Date.now() - start).toBeLessThan(10_000);
     expect(await closed).toBe(1001);
     for (const line of child.logs().trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
     expect(child.logs()).toContain('"msg":"stream end"');
@@ -73,7 +75,7 @@ test("WASMNET_LOG sets the level when --log-level is absent", async () => {
   c.send({ op: "close", id: 77 });
   await c.next(77);
   c.close();
-  await Bun.sleep(100);
+  await waitFor(() => child.logs().includes('"level":"debug"'), { what: "a debug line in the log", detail: child.logs });
   expect(await child.stop()).toBe(0);
   expect(child.logs()).toContain('"level":"debug"');
 });

@@ -4,8 +4,11 @@ import { defineCommand, runMain } from "citty";
 import { createLogger, isLogLevel, type LogLevel } from "./log.ts";
 import { UnknownProfileError, checkDestinations, formatPolicy } from "./policy/check.ts";
 import { loadPolicyFile, PolicyFileError } from "./policy/load.ts";
+import { parseTokenAllow } from "./policy/token-allow.ts";
+import { loadKeyRing } from "./auth/keys.ts";
+import { verifyToken } from "./auth/verify.ts";
+import { serve } from "./cli-serve.ts";
 import { resolveTarget, systemResolver } from "./net/resolve.ts";
-import { createServer } from "./server/server.ts";
 import { DEFAULT_HOST, DEFAULT_PORT } from "./constants.ts";
 import { VERSION_LINE } from "./version.ts";
 import { tokenCommand } from "./cli-token.ts";
@@ -29,6 +32,7 @@ const policyCheck = defineCommand({
   args: {
     file: { type: "positional", description: "policy TOML file", required: true },
     profile: { type: "string", description: "explain decisions under [profiles.NAME]" },
+    token: { type: "string", description: "explain decisions for this token (verified with the file's [auth] keys): its profile and allow list" },
   },
   async run({ args }) {
     let cfg;
@@ -37,7 +41,25 @@ const policyCheck = defineCommand({
     } catch (e) {
       fail(e instanceof PolicyFileError ? e.message : String(e));
     }
-    const view = { profile: typeof args.profile === "string" ? args.profile : null };
+    const view: { profile: string | null; tokenAllow?: ReturnType<typeof parseTokenAllow> | null } = { profile: typeof args.profile === "string" ? args.profile : null };
+    if (typeof args.token === "string") {
+      let keys;
+      try {
+        keys = await loadKeyRing(cfg.auth);
+      } catch (e) {
+        fail(`--token: ${(e as Error).message}`);
+      }
+      const v = await verifyToken(args.token, cfg.auth, keys);
+      if (!v.ok) fail(`--token: refused (${v.status}): ${v.description}`);
+      if (view.profile !== null && view.profile !== v.profile) fail(`--token carries profile ${JSON.stringify(v.profile)}, not --profile ${view.profile}`);
+      view.profile = v.profile;
+      try {
+        view.tokenAllow = v.allow === null ? null : parseTokenAllow(v.allow);
+      } catch (e) {
+        fail(`--token: ${(e as Error).message}`);
+      }
+      process.stdout.write(`token: sub ${JSON.stringify(v.identity)}, profile ${v.profile ?? "(top level)"}, allow ${v.allow === null ? "(no narrowing)" : JSON.stringify(v.allow)}\n`);
+    }
     let settings: string;
     try {
       settings = formatPolicy(cfg, view);
@@ -83,6 +105,9 @@ const main = defineCommand({
     "pool-per-key": { type: "string", description: "ready connections per target (default 8)" },
     "tls-ca": { type: "string", description: "extra CA certificates (PEM) for connect_tls" },
     "log-level": { type: "string", description: "error|warn|info|debug (or WASMNET_LOG)" },
+    "drain-secs": { type: "string", description: "how long open sessions may go on after SIGTERM (default 5)" },
+    workers: { type: "string", description: "worker processes sharing the port: N or auto (default 1)" },
+    redis: { type: "string", description: "count cluster-wide limits in Redis: redis://host:6379/0" },
   },
   subCommands: {
     policy: defineCommand({ meta: { name: "policy", description: "Policy file tools" }, subCommands: { check: policyCheck } }),
@@ -97,9 +122,9 @@ const main = defineCommand({
     // citty turns --no-policy into policy === false.
     const noPolicy = (args.policy as unknown) === false;
     const policyFile = typeof args.policy === "string" && args.policy !== "" ? args.policy : undefined;
-    let server;
-    try {
-      server = createServer({
+    const workers = args.workers === undefined ? undefined : args.workers === "auto" ? "auto" : intArg("workers", args.workers, 1, 256);
+    await serve(
+      {
         hostname: args.host ?? DEFAULT_HOST,
         port: intArg("port", args.port, 0, 65535) ?? DEFAULT_PORT,
         noPolicy,
@@ -108,26 +133,12 @@ const main = defineCommand({
         poolIdleSecs: intArg("pool-idle-secs", args["pool-idle-secs"], 0, 86400),
         poolPerKey: intArg("pool-per-key", args["pool-per-key"], 1, 1000),
         tlsCaFile: args["tls-ca"],
+        drainSecs: intArg("drain-secs", args["drain-secs"], 0, 3600),
+        redisUrl: args.redis,
         logger: log,
-      });
-      await server.listen();
-    } catch (e) {
-      fail(e instanceof Error ? e.message : String(e));
-    }
-    // One bad event must not take every session down with it: log it and keep serving.
-    process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e), stack: (e as Error).stack }));
-    process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String(e) }));
-    if (noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
-    let stopping = false;
-    const stop = async (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info("shutting down", { signal });
-      await server.stop();
-      process.exit(0);
-    };
-    process.on("SIGINT", () => void stop("SIGINT"));
-    process.on("SIGTERM", () => void stop("SIGTERM"));
+      },
+      { workers, fail },
+    );
   },
 });
 

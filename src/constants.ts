@@ -13,9 +13,11 @@ export const WS_LOW_WATERMARK = 256 * 1024;
 export const WS_BACKPRESSURE_LIMIT = 64 * 1024 * 1024;
 /**
  * Messages above max_message_bytes get an ELIMIT error and the session goes on; only messages
- * above this multiple of it make Bun close the WebSocket (1009), as Bun must buffer them whole.
+ * more than this above it make Bun close the WebSocket (1009). Bun must hold a message whole
+ * before anyone sees it, so this is what a client can make the server hold per session with
+ * a message it never finishes: kept small (it was 4 × max_message_bytes).
  */
-export const HARD_MESSAGE_FACTOR = 4;
+export const HARD_MESSAGE_MARGIN = 64 * 1024;
 export const DNS_TIMEOUT_MS = 5000;
 /** TLS handshakes share connection_timeout_secs with the TCP connect. */
 export const SHUTDOWN_GRACE_MS = 3000;

@@ -159,7 +159,7 @@ describe("bandwidth limit (8 Mbps)", () => {
     try {
       c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: target.port });
       expect((await c.next(1)).ev).toBe("udp_bound");
-      const before = limited.handler.ctx.metrics.udpDropped;
+      const before = limited.handler.ctx.metrics.udpDroppedTotal;
       // 60 × 50 000 = 3 MB over ~0.6 s: the burst (1 MB) and ~0.6 s of refill pass, the rest
       // is dropped. Paced, so the target's kernel buffer never overflows on its own.
       const n = 60;
@@ -169,7 +169,7 @@ describe("bandwidth limit (8 Mbps)", () => {
         await Bun.sleep(10); // the pace (see above)
       }
       const sendMs = performance.now() - t0;
-      const dropped = () => limited.handler.ctx.metrics.udpDropped - before;
+      const dropped = () => limited.handler.ctx.metrics.udpDroppedTotal - before;
       await waitFor(() => received + dropped() >= n, { what: `all ${n} datagrams delivered or dropped`, detail: () => ({ received, dropped: dropped() }) });
       // What the bucket can have let through in the time the sends took (~0.6 s unloaded; a
       // loaded machine stretches the pace, and the bound follows), plus 10 datagrams of slack.
@@ -180,7 +180,7 @@ describe("bandwidth limit (8 Mbps)", () => {
       expect(dropped()).toBeGreaterThanOrEqual(n - maxDelivered);
       expect(received + dropped()).toBe(n);
       const text = await (await fetch(new URL("/metrics", limited.url))).text();
-      const line = text.split("\n").find((l) => l.startsWith("wasmnet_udp_dropped_total "));
+      const line = text.split("\n").find((l) => l.startsWith('wasmnet_udp_dropped_total{reason="bandwidth"} '));
       expect(Number(line?.split(" ")[1])).toBeGreaterThanOrEqual(dropped());
       expect(c.events.filter((e) => e.ev === "error")).toEqual([]); // dropped, never an error
     } finally {

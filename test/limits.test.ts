@@ -150,7 +150,8 @@ describe("session limits", () => {
     const srv = await server("[limits]\nmax_message_bytes = 1024\n");
     const c = await client(srv.wsUrl, "binary");
     const closed = new Promise<number>((r) => c.ws.addEventListener("close", (e) => r(e.code)));
-    c.raw(new Uint8Array(64 * 1024));
+    const { HARD_MESSAGE_MARGIN } = await import("../src/constants.ts");
+    c.raw(new Uint8Array(1024 + HARD_MESSAGE_MARGIN + 1));
     expect(await closed).toBe(1009);
     // The server and other sessions are fine.
     const d = await client(srv.wsUrl);

@@ -2,6 +2,9 @@
 // adapter, the real socket layer underneath, targets on 127.0.0.1. The requests go in as the
 // one request model; what comes out is events.
 import { afterAll, describe, expect, test } from "bun:test";
+import { LocalCounters } from "../src/limits/local-counters.ts";
+import { MemoryWatch } from "../src/limits/memory-watch.ts";
+import { SharedBuckets } from "../src/limits/shared-buckets.ts";
 import { createLogger } from "../src/log.ts";
 import { defaultPolicy, parsePolicy, type PolicyConfig } from "../src/policy/load.ts";
 import type { Event, Request } from "../src/protocol/messages.ts";
@@ -43,7 +46,10 @@ class RecordingTransport implements Transport {
 const logLines: string[] = [];
 function open(policy: PolicyConfig, options: Partial<SessionOptions> = {}) {
   const ctx: SessionContext = {
-    policy,
+    policies: { current: policy, generation: 0 },
+    counters: new LocalCounters(),
+    buckets: new SharedBuckets(),
+    memory: new MemoryWatch(2 ** 40),
     resolver: async (name) => ({ "echo.test": ["127.0.0.1"], "inside.test": ["127.0.0.1"] })[name] ?? [],
     metrics: new Metrics(),
     log: createLogger("debug", (l) => logLines.push(l)),

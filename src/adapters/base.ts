@@ -13,6 +13,9 @@ import type { SessionContext } from "../session/context.ts";
 import { Session, type SessionOptions } from "../session/session.ts";
 import type { Transport } from "../session/transport.ts";
 
+/** What admission learnt about a client before its upgrade. */
+export type AdmittedClient = Pick<SessionOptions, "remote" | "identity" | "lease">;
+
 /** Per-WebSocket data, set at upgrade. */
 export interface WsData {
   /** The client's address (after trusted proxies). */
@@ -37,9 +40,12 @@ export abstract class WsAdapter implements Transport {
   constructor(
     protected readonly ws: ServerWebSocket<WsData>,
     ctx: SessionContext,
-    options: Omit<SessionOptions, "remote"> = {},
+    /** Who the client is, from admission: address, identity, its unit of the session limits. */
+    who: AdmittedClient,
+    /** Protocol features the session runs with from the start. */
+    features: Pick<SessionOptions, "flow" | "halfClose"> = {},
   ) {
-    this.session = new Session(ctx, this, { remote: ws.data.remote, ...options });
+    this.session = new Session(ctx, this, { ...who, ...features });
   }
 
   /** Session → client, in this protocol. */

@@ -6,7 +6,7 @@ import { HEADER_BYTES } from "../protocol/constants.ts";
 import { decodeJsonRequest, encodeJsonEvent, readJsonId } from "../protocol/json.ts";
 import type { Event, Framing } from "../protocol/messages.ts";
 import type { SessionContext } from "../session/context.ts";
-import { WsAdapter, type WsData } from "./base.ts";
+import { WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 
 // One scratch buffer for every outgoing binary frame: ws.sendBinary copies the bytes before it
 // returns (verified, also when it queues under backpressure), so a data event costs no fresh
@@ -22,8 +22,8 @@ const scratchAlloc: Alloc = (n) => {
 export class WasmnetAdapter extends WsAdapter {
   private framing: Framing = "json";
 
-  constructor(ws: ServerWebSocket<WsData>, ctx: SessionContext) {
-    super(ws, ctx);
+  constructor(ws: ServerWebSocket<WsData>, ctx: SessionContext, who: AdmittedClient) {
+    super(ws, ctx, who);
   }
 
   send(ev: Event): void {

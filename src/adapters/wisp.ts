@@ -29,7 +29,7 @@ import {
   type WispPacket,
 } from "../protocol/wisp.ts";
 import type { SessionContext } from "../session/context.ts";
-import { INPUT_PAUSE, UploadWindow, WsAdapter, type WsData } from "./base.ts";
+import { INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 
 /** Packets each TCP stream may have in flight (the CONTINUE buffer size; wisp-js and epoxy use 128). */
 export const WISP_BUFFER_PACKETS = 128;
@@ -131,8 +131,9 @@ export class WispAdapter extends WsAdapter {
     ws: ServerWebSocket<WsData>,
     ctx: SessionContext,
     private readonly config: WispConfig,
+    who: AdmittedClient,
   ) {
-    super(ws, ctx, { flow: true });
+    super(ws, ctx, who, { flow: true });
     this.buffer = Math.max(1, config.bufferPackets ?? WISP_BUFFER_PACKETS);
     this.window = this.session.window;
     this.handshaking = config.version === 2;
@@ -305,7 +306,7 @@ export class WispAdapter extends WsAdapter {
     if (s.udp) {
       if (s.connected) return this.session.handle({ ok: true, req: { op: "send", id, data } });
       if (s.early.length < EARLY_DATAGRAMS) s.early.push(data);
-      else this.session.ctx.metrics.udpDropped++;
+      else this.session.ctx.metrics.udpDropped("unbound");
       return;
     }
     s.received(data.length);

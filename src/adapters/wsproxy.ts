@@ -9,7 +9,7 @@ import type { ServerWebSocket } from "bun";
 import type { ErrorCode } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import type { SessionContext } from "../session/context.ts";
-import { INPUT_PAUSE, UploadWindow, WsAdapter, type WsData } from "./base.ts";
+import { INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 
 /** The session id of a wsproxy socket's single stream. */
 export const WSPROXY_ID = 1;
@@ -45,8 +45,8 @@ export class WsproxyAdapter extends WsAdapter {
   private readonly upload: UploadWindow;
   private done = false;
 
-  constructor(ws: ServerWebSocket<WsData>, ctx: SessionContext, target: { host: string; port: number }) {
-    super(ws, ctx, { flow: true });
+  constructor(ws: ServerWebSocket<WsData>, ctx: SessionContext, target: { host: string; port: number }, who: AdmittedClient) {
+    super(ws, ctx, who, { flow: true });
     this.upload = new UploadWindow(this.session.window, (data) => this.session.handle({ ok: true, req: { op: "send", id: WSPROXY_ID, data } }));
     this.session.handle({ ok: true, req: { op: "connect", id: WSPROXY_ID, addr: target.host, port: target.port } });
   }

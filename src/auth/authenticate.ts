@@ -35,7 +35,13 @@ export async function authenticateRequest(req: Request, auth: AuthConfig, keys: 
 
 /** The HTTP response refusing an upgrade: 401 with a Bearer challenge, or 431. */
 export function authFailureResponse(failure: { status: 401 | 431; description: string }): Response {
-  const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
+  const headers: Record<string, string> = {
+    "content-type": "text/plain; charset=utf-8",
+    "cache-control": "no-store",
+    // A page on another origin may read why (the browser client's EAUTH): the reason is no secret.
+    "access-control-allow-origin": "*",
+    "access-control-expose-headers": "WWW-Authenticate",
+  };
   if (failure.status === 401) headers["www-authenticate"] = wwwAuthenticate(failure.description);
   return new Response(`${failure.description}\n`, { status: failure.status, headers });
 }

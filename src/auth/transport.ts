@@ -1,9 +1,10 @@
 // Where a token travels on a WebSocket upgrade, and how to keep it out of log lines.
 //
-// Two forms, both needed because browsers cannot set an Authorization header on a WebSocket:
+// Two forms browsers can use (they cannot set an Authorization header on a WebSocket):
 //   - the query parameter `token` (`/?token=…`, `/wisp/?token=…`, any endpoint);
 //   - a subprotocol `wasmnet.bearer.<JWT>` offered next to a real one
-//     (`Sec-WebSocket-Protocol: wasmnet, wasmnet.bearer.eyJ…`).
+//     (`Sec-WebSocket-Protocol: wasmnet, wasmnet.bearer.eyJ…`);
+// and, for other clients, `Authorization: Bearer <JWT>`.
 // The server must select a real subprotocol from `protocols` and never the bearer entry: a
 // server that selects nothing gets the first offered value echoed back by the runtime, which
 // would put the token in the 101 response.
@@ -52,6 +53,13 @@ export function tokenFromRequest(req: Request): RequestToken {
     query = new URLSearchParams();
   }
   found.push(...query.getAll("token"));
+  // Clients that can set headers (not browsers' WebSocket) may use the usual form.
+  const authorization = req.headers.get("authorization");
+  if (authorization !== null) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!m) return { token: null, protocols, problem: "the Authorization header is not \"Bearer <token>\"" };
+    found.push(m[1]!);
+  }
   if (found.length === 0) return { token: null, protocols, problem: null };
   if (found.some((t) => t !== found[0])) return { token: null, protocols, problem: "the request carries two different tokens" };
   return { token: found[0] as string, protocols, problem: null };

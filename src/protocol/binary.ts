@@ -174,7 +174,7 @@ export function encodeBinaryEvent(e: Event, alloc: Alloc = freshBuffer): Uint8Ar
     case "resolved":
       return withText(alloc, type, e.id, JSON.stringify(e.addrs));
     case "hello":
-      return withText(alloc, type, 0, JSON.stringify({ version: e.version, features: e.features, window: e.window, limits: e.limits }));
+      return withText(alloc, type, 0, JSON.stringify({ version: e.version, features: e.features, window: e.window, limits: e.limits, identity: e.identity, profile: e.profile }));
     case "data_from":
       return addressedFrame(alloc, type, e.id, e.port, e.addr, e.data);
   }
@@ -252,7 +252,16 @@ export function decodeBinaryEvent(b: Uint8Array): Event {
       return { ev, id, addrs: JSON.parse(s()) };
     case "hello": {
       const m = JSON.parse(s());
-      return { ev, id: 0, version: m.version, features: m.features ?? [], window: m.window, limits: m.limits };
+      return {
+        ev,
+        id: 0,
+        version: m.version,
+        features: m.features ?? [],
+        window: m.window,
+        limits: m.limits,
+        ...("identity" in m ? { identity: m.identity ?? null } : {}),
+        ...("profile" in m ? { profile: m.profile ?? null } : {}),
+      };
     }
     case "data_from": {
       const len = u16(p, 2);

@@ -131,7 +131,7 @@ export function encodeJsonEvent(e: Event): string {
     case "data_from":
       return JSON.stringify({ ev: e.ev, id: e.id, data: toBase64(e.data), addr: e.addr, port: e.port });
     case "hello":
-      return JSON.stringify({ ev: e.ev, version: e.version, features: e.features, window: e.window, limits: e.limits });
+      return JSON.stringify({ ev: e.ev, version: e.version, features: e.features, window: e.window, limits: e.limits, identity: e.identity, profile: e.profile });
     default:
       return JSON.stringify(e);
   }
@@ -174,7 +174,16 @@ export function decodeJsonEvent(text: string): Event {
       return { ev: "error", id, code, msg: String(m.msg) };
     }
     case "hello":
-      return { ev: "hello", id: 0, version: Number(m.version), features: (m.features as string[]) ?? [], window: Number(m.window), limits: m.limits as never };
+      return {
+        ev: "hello",
+        id: 0,
+        version: Number(m.version),
+        features: (m.features as string[]) ?? [],
+        window: Number(m.window),
+        limits: m.limits as never,
+        ...("identity" in m ? { identity: (m.identity as string | null) ?? null } : {}),
+        ...("profile" in m ? { profile: (m.profile as string | null) ?? null } : {}),
+      };
     case "connected":
     case "closed":
     case "end":

@@ -37,7 +37,18 @@ export type Event =
   | { ev: "udp_bound"; id: number; port: number }
   | { ev: "credit"; id: number; bytes: number }
   | { ev: "end"; id: number }
-  | { ev: "hello"; id: 0; version: number; features: Feature[] | string[]; window: number; limits: HelloLimits };
+  | {
+      ev: "hello";
+      id: 0;
+      version: number;
+      features: Feature[] | string[];
+      window: number;
+      limits: HelloLimits;
+      /** Who the session belongs to: the token's `sub`, or null when anonymous. */
+      identity?: string | null;
+      /** The profile it runs under; null for the top-level policy. */
+      profile?: string | null;
+    };
 
 export type EventName = Event["ev"];
 

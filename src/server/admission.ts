@@ -1,51 +1,98 @@
-// Who may open a session, decided before the WebSocket upgrade: not while draining, only from
-// allowed Origins, within max_sessions and max_sessions_per_ip. Refusals are plain HTTP answers
-// with a status and a one-line reason, logged once.
+// Who may open a session, decided before the WebSocket upgrade (plain HTTP answers with a status
+// and a one-line reason, logged once, counted in /metrics):
+//   503 draining, or over the memory budget, or max_sessions reached;
+//   403 an Origin not in allowed_origins;
+//   401 / 431 a missing (when required), bad or oversized token, or an unknown profile;
+//   429 max_sessions_per_ip or max_sessions_per_identity reached.
+// An admitted session gets its identity and its unit of the session limits (a lease, given back
+// when it ends); the limits are counted by ctx.counters, in this process or in Redis.
 import type { Server } from "bun";
-import type { Logger } from "../log.ts";
-import type { PolicyConfig } from "../policy/load.ts";
-import type { Metrics } from "../session/metrics.ts";
+import { authenticateRequest, authFailureResponse } from "../auth/authenticate.ts";
+import { redactedPath } from "../auth/transport.ts";
+import { EMPTY_LEASE, type Lease, type LimitSpec } from "../limits/counters.ts";
+import { policyFor } from "../policy/load.ts";
+import { parseTokenAllow, TokenAllowError } from "../policy/token-allow.ts";
+import type { SessionContext } from "../session/context.ts";
+import { anonymous, type Identity } from "../session/identity.ts";
+import type { PolicyStore } from "./policy-store.ts";
 import { clientIp } from "./client-ip.ts";
 
-export type Admitted = { ok: true; remote: string } | { ok: false; response: Response };
+export type Admitted =
+  | { ok: true; remote: string; identity: Identity; lease: Lease; protocols: string[] }
+  | { ok: false; response: Response };
 
 export class Admission {
   /** Set once: no new sessions, /healthz 503. */
   draining = false;
-  private readonly perIp = new Map<string, number>();
 
-  constructor(
-    private readonly policy: PolicyConfig,
-    private readonly log: Logger,
-    private readonly metrics: Metrics,
-  ) {}
+  constructor(private readonly ctx: SessionContext & { policies: PolicyStore }) {}
 
-  refuse(status: number, why: string): Response {
-    this.log.info("upgrade refused", { status, why });
-    return new Response(why + "\n", { status });
+  refuse(status: number, why: string, req?: Request, headers?: Record<string, string>): Response {
+    this.ctx.metrics.refusedSession(status);
+    // Paths are logged without their query: a token may ride in it.
+    this.ctx.log.info("upgrade refused", { status, why, ...(req ? { path: redactedPath(req.url) } : {}) });
+    // Readable from any origin: a page using the client learns why it was refused.
+    return new Response(why + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8", "access-control-allow-origin": "*", ...headers } });
   }
 
-  admit(req: Request, server: Server<unknown>): Admitted {
-    const no = (status: number, why: string): Admitted => ({ ok: false, response: this.refuse(status, why) });
+  /**
+   * Decide on a session. `count`: take its unit of the session limits (false for a plain GET,
+   * which only learns whether it would be let in — how the browser client reads a refusal's reason).
+   */
+  async admit(req: Request, server: Server<unknown>, count = true): Promise<Admitted> {
+    const no = (status: number, why: string): Admitted => ({ ok: false, response: this.refuse(status, why, req) });
+    const { policies, memory, counters } = this.ctx;
     if (this.draining) return no(503, "server is shutting down");
-    const { allowedOrigins, trustedProxies } = this.policy.server;
+    const top = policies.current;
+    const { allowedOrigins, trustedProxies } = top.server;
     const origin = req.headers.get("origin");
     if (allowedOrigins !== null && (origin === null || !allowedOrigins.includes(origin))) return no(403, `origin ${origin ?? "(none)"} is not in allowed_origins`);
+    if (memory.overloaded(true)) return no(503, "server is over its memory budget; try again later");
+
+    try {
+      await policies.ready();
+    } catch {
+      return no(503, "the server's token keys could not be loaded");
+    }
+    const auth = await authenticateRequest(req, top.auth, policies.keys);
+    if (!auth.ok) {
+      this.ctx.metrics.refusedSession(auth.status);
+      this.ctx.log.info("upgrade refused", { status: auth.status, why: auth.description, path: redactedPath(req.url) });
+      return { ok: false, response: authFailureResponse(auth) };
+    }
     const remote = clientIp(server.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for"), trustedProxies);
-    const { maxSessions, maxSessionsPerIp } = this.policy.limits;
-    if (maxSessions > 0 && this.metrics.sessions >= maxSessions) return no(503, `max_sessions (${maxSessions}) reached`);
-    if (maxSessionsPerIp > 0 && (this.perIp.get(remote) ?? 0) >= maxSessionsPerIp) return no(429, `max_sessions_per_ip (${maxSessionsPerIp}) reached for ${remote}`);
-    return { ok: true, remote };
+    let identity: Identity = anonymous(remote);
+    if (auth.identity !== null) {
+      let allow = null;
+      try {
+        allow = auth.allow === null ? null : parseTokenAllow(auth.allow);
+      } catch (e) {
+        return this.unauthorized(req, e instanceof TokenAllowError ? e.message : "wasmnet.allow is invalid");
+      }
+      if (auth.profile !== null && !top.profiles.has(auth.profile)) return this.unauthorized(req, `unknown profile "${auth.profile}"`);
+      identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow };
+    }
+    const profile = policyFor(top, identity.profile) ?? top;
+    if (!count) return { ok: true, remote, identity, lease: EMPTY_LEASE, protocols: auth.protocols };
+
+    const specs: LimitSpec[] = [
+      { key: "sessions", max: top.limits.maxSessions },
+      { key: `ip:${remote}`, max: top.limits.maxSessionsPerIp },
+      { key: `id:${identity.key}:sessions`, max: profile.limits.maxSessionsPerIdentity },
+    ];
+    const got = await counters.acquire(specs);
+    if (!got.ok) {
+      if (got.reason === "unavailable") return no(503, "cluster limits are unavailable (Redis does not answer); try again later");
+      if (got.key === "sessions") return no(503, `max_sessions (${got.max}) reached`);
+      if (got.key.startsWith("ip:")) return no(429, `max_sessions_per_ip (${got.max}) reached for ${remote}`);
+      return no(429, `max_sessions_per_identity (${got.max}) reached for ${identity.name ?? remote}`);
+    }
+    return { ok: true, remote, identity, lease: got.lease, protocols: auth.protocols };
   }
 
-  /** A session from `remote` opened (its WebSocket is up). */
-  opened(remote: string): void {
-    this.perIp.set(remote, (this.perIp.get(remote) ?? 0) + 1);
-  }
-
-  closed(remote: string): void {
-    const n = (this.perIp.get(remote) ?? 1) - 1;
-    if (n > 0) this.perIp.set(remote, n);
-    else this.perIp.delete(remote);
+  private unauthorized(req: Request, description: string): Admitted {
+    this.ctx.metrics.refusedSession(401);
+    this.ctx.log.info("upgrade refused", { status: 401, why: description, path: redactedPath(req.url) });
+    return { ok: false, response: authFailureResponse({ status: 401, description }) };
   }
 }

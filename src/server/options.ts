@@ -1,13 +1,19 @@
 // Library/CLI options, and turning them into the context every session shares.
 import { readFileSync } from "node:fs";
 import { DNS_TIMEOUT_MS, WS_HIGH_WATERMARK, WS_LOW_WATERMARK } from "../constants.ts";
+import type { Counters } from "../limits/counters.ts";
+import { LocalCounters } from "../limits/local-counters.ts";
+import { MemoryWatch } from "../limits/memory-watch.ts";
+import { RedisCounters } from "../limits/redis-counters.ts";
+import { SharedBuckets } from "../limits/shared-buckets.ts";
 import { createLogger, type Logger, type LogLevel } from "../log.ts";
 import { ConnectionPool } from "../net/pool.ts";
 import { systemResolver, type Resolver } from "../net/resolve.ts";
 import { canonicalIp } from "../policy/address.ts";
 import { defaultPolicy, loadPolicyFile, unrestrictedPolicy, type PolicyConfig } from "../policy/load.ts";
 import type { SessionContext } from "../session/context.ts";
-import { Metrics } from "../session/metrics.ts";
+import { Metrics, type Series } from "../session/metrics.ts";
+import { PolicyStore } from "./policy-store.ts";
 
 export interface WasmnetOptions {
   /** A loaded policy, or the path of a policy TOML file. Default: the built-in safe policy. */
@@ -35,6 +41,21 @@ export interface WasmnetOptions {
   wsproxyPrefix?: string | false;
   /** Message of the day for Wisp v2 clients (MOTD extension). */
   wispMotd?: string;
+  /** Count cluster-wide limits in Redis (overrides [cluster] redis). */
+  redisUrl?: string;
+  /** How long open sessions may go on once a drain starts (overrides [server] drain_secs). */
+  drainSecs?: number;
+  /**
+   * This process's share of the memory budget (a worker of N gets 1/N). Default 1.
+   */
+  memoryShare?: number;
+  /**
+   * The other processes of this server (workers): their metric series, so /metrics describes
+   * the whole server whichever process answers.
+   */
+  peerMetrics?: () => Promise<Series[][]>;
+  /** Extra series this process reports (the supervisor's worker counts). */
+  extraMetrics?: () => Series[];
 }
 
 export interface ServerOptions extends WasmnetOptions {
@@ -44,14 +65,21 @@ export interface ServerOptions extends WasmnetOptions {
   port?: number;
 }
 
-function resolvePolicy(o: WasmnetOptions): PolicyConfig {
+/** The policy the options describe: the file (read now), or the given or built-in one, with command-line overrides. */
+export function resolvePolicy(o: WasmnetOptions): PolicyConfig {
   let p: PolicyConfig;
   if (o.noPolicy) p = unrestrictedPolicy();
   else if (typeof o.policy === "string") p = loadPolicyFile(o.policy);
   else p = o.policy ?? defaultPolicy();
-  if (o.maxBandwidthMbps !== undefined) p = { ...p, maxBandwidthMbps: o.maxBandwidthMbps };
+  if (o.maxBandwidthMbps !== undefined) {
+    // An operator's override holds for every profile too.
+    const mbps = o.maxBandwidthMbps;
+    p = { ...p, maxBandwidthMbps: mbps, profiles: new Map([...p.profiles].map(([k, v]) => [k, { ...v, maxBandwidthMbps: mbps }])) };
+  }
   if (o.poolIdleSecs !== undefined || o.poolPerKey !== undefined)
     p = { ...p, pool: { ...p.pool, idleSecs: o.poolIdleSecs ?? p.pool.idleSecs, perKey: o.poolPerKey ?? p.pool.perKey } };
+  if (o.redisUrl !== undefined) p = { ...p, cluster: { ...p.cluster, redis: o.redisUrl } };
+  if (o.drainSecs !== undefined) p = { ...p, server: { ...p.server, drainSecs: o.drainSecs } };
   return p;
 }
 
@@ -68,11 +96,19 @@ function readCaFiles(files: (string | null | undefined)[]): string[] {
   return pems;
 }
 
-export function buildContext(o: WasmnetOptions): SessionContext {
+/** This process's counters: in Redis when [cluster] redis is set, else in memory. */
+function makeCounters(policy: PolicyConfig, log: Logger): Counters {
+  const { redis, leaseSecs, onRedisError } = policy.cluster;
+  if (redis === null) return new LocalCounters();
+  return new RedisCounters({ url: redis, leaseSecs, onRedisError, logger: log });
+}
+
+export function buildContext(o: WasmnetOptions): SessionContext & { policies: PolicyStore } {
   // The first address parse compiles ipaddr.js's regular expressions (~1 ms): pay it at start-up,
   // not on a client's first connect.
   for (const a of ["127.0.0.1", "::1", "::ffff:127.0.0.1", "example.com"]) canonicalIp(a);
-  const policy = resolvePolicy(o);
+  const policies = new PolicyStore(() => resolvePolicy(o));
+  const policy = policies.current;
   const log = o.logger ?? createLogger(o.logLevel ?? "info");
   const extraCa = [
     ...readCaFiles([process.env.NODE_EXTRA_CA_CERTS, policy.tls.caFile, o.tlsCaFile]),
@@ -80,8 +116,11 @@ export function buildContext(o: WasmnetOptions): SessionContext {
   ];
   const metrics = new Metrics();
   const high = o.highWatermark ?? WS_HIGH_WATERMARK;
-  const ctx: SessionContext = {
-    policy,
+  const ctx: SessionContext & { policies: PolicyStore } = {
+    policies,
+    counters: makeCounters(policy, log),
+    buckets: new SharedBuckets(),
+    memory: new MemoryWatch(policy.limits.maxMemoryMb * 1024 * 1024 * (o.memoryShare ?? 1)),
     resolver: o.resolver ?? systemResolver,
     metrics,
     log,
@@ -92,7 +131,17 @@ export function buildContext(o: WasmnetOptions): SessionContext {
     dnsTimeoutMs: Math.min(DNS_TIMEOUT_MS, policy.connectionTimeoutSecs * 1000),
   };
   if (policy.pool.idleSecs > 0) {
-    const gate = { rules: policy.rules, bind: policy, resolver: ctx.resolver, dnsTimeoutMs: ctx.dnsTimeoutMs };
+    // Warm targets are checked against the running policy, reloads included.
+    const gate = {
+      get rules() {
+        return policies.current.rules;
+      },
+      get bind() {
+        return policies.current;
+      },
+      resolver: ctx.resolver,
+      dnsTimeoutMs: ctx.dnsTimeoutMs,
+    };
     ctx.pool = new ConnectionPool({ ...policy.pool, connectionTimeoutSecs: policy.connectionTimeoutSecs, gate, log });
   }
   return ctx;

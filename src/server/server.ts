@@ -1,23 +1,40 @@
 // A standalone wasmnet server: Bun.serve on one port with the protocol and the HTTP routes.
 import type { Server } from "bun";
 import { DEFAULT_HOST, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from "../constants.ts";
+import type { WsData } from "../adapters/base.ts";
 import type { ServerOptions } from "./options.ts";
 import { wasmnet, type Wasmnet } from "./wasmnet.ts";
-import type { WsData } from "../adapters/base.ts";
 
 export interface WasmnetServer {
-  /** Start listening; resolves once the port is bound. */
+  /** Start listening; resolves once the port is bound (and the token keys are loaded). */
   listen(): Promise<WasmnetServer>;
-  /** /healthz turns 503, sessions close with 1001, then the port is released. */
+  /** Close every session now (1001), then release the port. */
   stop(): Promise<void>;
+  /**
+   * The graceful way down: the listener stays up answering 503 (so load balancers see it), open
+   * sessions go on for `secs` (default [server] drain_secs), then the rest get 1001 and the port
+   * is released. A call to stop() meanwhile ends it at once.
+   */
+  drain(secs?: number): Promise<void>;
   readonly port: number;
   readonly url: URL;
   readonly handler: Wasmnet;
 }
 
-export function createServer(options: ServerOptions = {}): WasmnetServer {
+export function createServer(options: ServerOptions & { reusePort?: boolean } = {}): WasmnetServer {
   const handler = wasmnet(options);
   let server: Server<WsData> | null = null;
+
+  const release = async (s: Server<WsData>) => {
+    // server.stop() without force never resolves while a WebSocket is open
+    // (docs/bun.md#stopping-the-server-with-open-websockets).
+    await Promise.race([s.stop(false), Bun.sleep(SHUTDOWN_GRACE_MS)]);
+    await s.stop(true);
+    handler.ctx.pool?.close();
+    handler.ctx.memory.close();
+    await handler.ctx.counters.close();
+  };
+
   const self: WasmnetServer = {
     handler,
     get port() {
@@ -30,25 +47,32 @@ export function createServer(options: ServerOptions = {}): WasmnetServer {
     },
     async listen() {
       if (server) return self;
+      await handler.ready();
       server = Bun.serve<WsData>({
         hostname: options.hostname ?? DEFAULT_HOST,
         port: options.port ?? DEFAULT_PORT,
+        reusePort: options.reusePort ?? false,
         fetch: handler.fetch,
         websocket: handler.websocket,
       });
-      handler.ctx.log.info("listening", { host: server.hostname, port: server.port, policy: options.noPolicy ? "none (--no-policy)" : (handler.ctx.policy.source ?? "default") });
+      const policy = handler.ctx.policies.current;
+      handler.ctx.log.info("listening", { host: server.hostname, port: server.port, policy: options.noPolicy ? "none (--no-policy)" : (policy.source ?? "default") });
       return self;
     },
     async stop() {
       const s = server;
       if (!s) return;
       server = null;
-      handler.drain(1001, "server shutting down");
-      // server.stop() without force never resolves while a WebSocket is open (docs/bun.md#stopping-the-server-with-open-websockets).
-      const graceful = s.stop(false);
-      await Promise.race([graceful, Bun.sleep(SHUTDOWN_GRACE_MS)]);
-      await s.stop(true);
-      handler.ctx.pool?.close();
+      handler.drainNow();
+      await release(s);
+    },
+    async drain(secs) {
+      const s = server;
+      if (!s) return;
+      await handler.drain(secs);
+      if (server !== s) return; // stop() ran meanwhile
+      server = null;
+      await release(s);
     },
   };
   return self;

@@ -3,72 +3,91 @@
 // it. Which protocol a socket speaks is decided by path at upgrade; from `open` on, the
 // socket's adapter (src/adapters/) does the rest.
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
-import { HARD_MESSAGE_FACTOR, WS_BACKPRESSURE_LIMIT, WS_IDLE_TIMEOUT_SECS } from "../constants.ts";
+import { HARD_MESSAGE_MARGIN, WS_BACKPRESSURE_LIMIT, WS_IDLE_TIMEOUT_SECS } from "../constants.ts";
 import type { WsData } from "../adapters/base.ts";
 import { WasmnetAdapter } from "../adapters/wasmnet.ts";
 import { WispAdapter } from "../adapters/wisp.ts";
 import { WsproxyAdapter } from "../adapters/wsproxy.ts";
 import { pass } from "../net/gate.ts";
 import type { SessionContext } from "../session/context.ts";
-import { clientScriptResponse } from "./client-asset.ts";
+import { mergeSeries, renderSeries, type Series } from "../session/metrics.ts";
 import { Admission } from "./admission.ts";
+import { clientScriptResponse } from "./client-asset.ts";
 import { buildContext, type WasmnetOptions } from "./options.ts";
-import { makeRouter } from "./routes.ts";
+import type { PolicyStore, ReloadResult } from "./policy-store.ts";
+import { makeRouter, type WsRoute } from "./routes.ts";
 import { checkPassword } from "./wisp-users.ts";
 
 export type { WsData } from "../adapters/base.ts";
 
 export interface Wasmnet {
-  /** Upgrade a request to a wasmnet session. Returns undefined when upgraded, else the refusal. */
-  upgrade(req: Request, server: Server<WsData>): Response | undefined;
+  /** Upgrade a request to a session. Resolves to undefined when upgraded, else the refusal. */
+  upgrade(req: Request, server: Server<WsData>): Promise<Response | undefined>;
   websocket: WebSocketHandler<WsData>;
   /** Serves /healthz, /metrics and /wasmnet-client.js; upgrades everything else. */
   fetch(req: Request, server: Server<WsData>): Response | undefined | Promise<Response | undefined>;
-  readonly ctx: SessionContext;
+  readonly ctx: SessionContext & { policies: PolicyStore };
   /** Open WebSockets. */
   readonly sockets: Set<ServerWebSocket<WsData>>;
-  /** Stop accepting sessions (/healthz turns 503) and close open ones with `code`. */
-  drain(code?: number, reason?: string): void;
+  /** Resolves once the token keys are loaded; rejects if they cannot be (start-up errors). */
+  ready(): Promise<void>;
+  /**
+   * Drain: new sessions are refused (503, and /healthz answers 503 so a load balancer moves
+   * traffic away), open sessions go on for `secs` (default [server] drain_secs), then the rest
+   * are closed with 1001. Resolves when every session is gone.
+   */
+  drain(secs?: number): Promise<void>;
+  /** End a drain now (or start one that ends now): every session closed with 1001. */
+  drainNow(): void;
   readonly draining: boolean;
+  /** Read the policy file and the key files again; on error the running ones stay. */
+  reload(): Promise<ReloadResult>;
+  /** This process's metric series (workers report them to each other). */
+  series(): Series[];
 }
 
 export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   const ctx = buildContext(options);
-  const { policy, log, metrics } = ctx;
+  const { log, metrics, policies } = ctx;
   const sockets = new Set<ServerWebSocket<WsData>>();
   const route = makeRouter(options);
-  const admission = new Admission(policy, log, metrics);
-  const users = policy.wisp.users;
-  const wispAuth = users.size > 0 ? (user: string, password: string) => checkPassword(users, user, password) : null;
-  const wispMotd = options.wispMotd ?? policy.wisp.motd ?? undefined;
+  const admission = new Admission(ctx);
+  const wispAuth = (user: string, password: string) => checkPassword(policies.current.wisp.users, user, password);
   warnAboutPolicy(ctx, options.noPolicy === true);
+  let drained: (() => void) | null = null;
 
-  const upgrade = (req: Request, server: Server<WsData>): Response | undefined => {
-    const path = new URL(req.url).pathname;
-    const r = route(path);
-    if (r.kind === "bad") return admission.refuse(400, r.why);
-    const a = admission.admit(req, server);
+  const upgrade = async (req: Request, server: Server<WsData>): Promise<Response | undefined> => {
+    const r = route(new URL(req.url).pathname);
+    if (r.kind === "bad") return admission.refuse(400, r.why, req);
+    const isUpgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
+    const a = await admission.admit(req, server, isUpgrade);
     if (!a.ok) return a.response;
+    if (!isUpgrade) return admission.refuse(426, "expected a WebSocket upgrade", req);
+    const chosen = selectProtocol(r, a.protocols, req.headers.has("sec-websocket-protocol"));
+    if (chosen.refuse) {
+      a.lease.release();
+      return admission.refuse(400, chosen.refuse, req);
+    }
+    const session = { remote: a.remote, identity: a.identity, lease: a.lease };
+    const { wisp } = policies.current;
     let start: WsData["start"];
-    let headers: Record<string, string> | undefined;
-    if (r.kind === "wsproxy") start = (ws) => new WsproxyAdapter(ws, ctx, r.target);
-    else if (r.kind === "wisp") {
-      // Any offered subprotocol selects Wisp v2 (as wisp-js's server does); echo one back.
-      const offered = req.headers.get("sec-websocket-protocol");
-      const list = offered ? offered.split(",").map((p) => p.trim()).filter(Boolean) : [];
-      const version = list.length > 0 ? 2 : 1;
-      if (list.length > 0) headers = { "Sec-WebSocket-Protocol": list.includes("wisp-v2") ? "wisp-v2" : list[0]! };
-      start = (ws) => new WispAdapter(ws, ctx, { version, motd: wispMotd, passwordAuth: wispAuth });
-    } else start = (ws) => new WasmnetAdapter(ws, ctx);
+    if (r.kind === "wsproxy") start = (ws) => new WsproxyAdapter(ws, ctx, r.target, session);
+    else if (r.kind === "wisp")
+      start = (ws) => new WispAdapter(ws, ctx, { version: a.protocols.length > 0 ? 2 : 1, motd: options.wispMotd ?? wisp.motd, passwordAuth: wisp.users.size > 0 ? wispAuth : null }, session);
+    else start = (ws) => new WasmnetAdapter(ws, ctx, session);
     const data: WsData = { remote: a.remote, start, adapter: null };
+    const headers = chosen.protocol === null ? undefined : { "Sec-WebSocket-Protocol": chosen.protocol };
     if (server.upgrade(req, { data, headers })) return undefined;
-    return admission.refuse(426, "expected a WebSocket upgrade");
+    a.lease.release();
+    return admission.refuse(426, "expected a WebSocket upgrade", req);
   };
 
   const websocket: WebSocketHandler<WsData> = {
     data: {} as WsData,
-    // Bun must hold a message whole before it is seen: above this it closes the socket with 1009.
-    maxPayloadLength: policy.limits.maxMessageBytes * HARD_MESSAGE_FACTOR,
+    // Bun must hold a message whole before anyone sees it: above this it closes the socket (1009).
+    // Just over max_message_bytes, so an incomplete message is as small a lever as the protocol
+    // allows; between the two, the message is refused with ELIMIT and the session goes on.
+    maxPayloadLength: policies.current.limits.maxMessageBytes + HARD_MESSAGE_MARGIN,
     backpressureLimit: WS_BACKPRESSURE_LIMIT,
     closeOnBackpressureLimit: false,
     perMessageDeflate: false,
@@ -77,7 +96,6 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     idleTimeout: WS_IDLE_TIMEOUT_SECS,
     open(ws) {
       sockets.add(ws);
-      admission.opened(ws.data.remote);
       ws.data.adapter = ws.data.start(ws);
     },
     message(ws, message) {
@@ -88,20 +106,47 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     },
     close(ws) {
       sockets.delete(ws);
-      admission.closed(ws.data.remote);
       ws.data.adapter?.closed();
       ws.data.adapter = null;
+      if (sockets.size === 0) drained?.();
     },
+  };
+
+  const series = (): Series[] => {
+    const pool = ctx.pool;
+    const state = ctx.counters.state;
+    return metrics.series([
+      { name: "wasmnet_pool_total", labels: { result: "hit" }, value: pool?.hits ?? 0 },
+      { name: "wasmnet_pool_total", labels: { result: "miss" }, value: pool?.misses ?? 0 },
+      { name: "wasmnet_memory_bytes", value: ctx.memory.used },
+      { name: "wasmnet_memory_budget_bytes", value: ctx.memory.budget },
+      { name: "wasmnet_overloaded", value: ctx.memory.overloaded() ? 1 : 0 },
+      { name: "wasmnet_draining", value: admission.draining ? 1 : 0 },
+      { name: "wasmnet_redis_up", value: state.redisUp ? 1 : 0 },
+      { name: "wasmnet_redis_errors_total", value: state.errors },
+      { name: "wasmnet_redis_fallbacks_total", value: state.fallbacks },
+      ...(options.extraMetrics?.() ?? []),
+    ]);
+  };
+
+  const renderMetrics = async (): Promise<Response> => {
+    const others = options.peerMetrics ? await options.peerMetrics().catch(() => []) : [];
+    return new Response(renderSeries(mergeSeries([series(), ...others])), { headers: { "content-type": "text/plain; version=0.0.4" } });
   };
 
   const fetch = (req: Request, server: Server<WsData>) => {
     if (req.method === "GET" && req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       const path = new URL(req.url).pathname;
       if (path === "/healthz") return new Response(admission.draining ? "draining\n" : "ok\n", { status: admission.draining ? 503 : 200 });
-      if (path === "/metrics") return new Response(metrics.render(ctx.pool), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      if (path === "/metrics") return renderMetrics();
       if (path === "/wasmnet-client.js") return clientScriptResponse();
     }
     return upgrade(req, server);
+  };
+
+  const drainNow = () => {
+    admission.draining = true;
+    for (const ws of sockets) ws.close(1001, "server shutting down");
   };
 
   return {
@@ -110,19 +155,57 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     fetch,
     ctx,
     sockets,
+    ready: () => policies.ready(),
     get draining() {
       return admission.draining;
     },
-    drain(code = 1001, reason = "server shutting down") {
+    drain(secs = policies.current.server.drainSecs) {
       admission.draining = true;
-      for (const ws of sockets) ws.close(code, reason);
+      log.info("draining", { sessions: sockets.size, secs });
+      if (sockets.size === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(drainNow, secs * 1000);
+        drained = () => {
+          clearTimeout(timer);
+          drained = null;
+          resolve();
+        };
+      });
     },
+    drainNow,
+    async reload() {
+      const r = await policies.reload();
+      if (r.ok) {
+        metrics.reloads.ok++;
+        log.info("policy reloaded", { source: r.source });
+      } else {
+        metrics.reloads.error++;
+        log.error("policy reload failed; the running policy stays", { error: r.error });
+      }
+      return r;
+    },
+    series,
   };
+}
+
+/**
+ * The subprotocol to answer with: never a `wasmnet.bearer.` entry, which Bun would echo back
+ * (token and all) if the server named none while the client offered some.
+ */
+function selectProtocol(r: WsRoute, offered: string[], anyOffered: boolean): { protocol: string | null; refuse?: string } {
+  if (offered.length === 0) {
+    // Only bearer entries were offered: there is nothing real to answer with, and a browser
+    // fails a handshake that answers with no protocol when it offered some.
+    return anyOffered ? { protocol: null, refuse: "offer a real subprotocol (e.g. wasmnet) next to wasmnet.bearer.<token>" } : { protocol: null };
+  }
+  if (r.kind === "wisp") return { protocol: offered.includes("wisp-v2") ? "wisp-v2" : offered[0]! };
+  return { protocol: offered.includes("wasmnet") ? "wasmnet" : offered[0]! };
 }
 
 /** Start-up warnings about a policy that leaves the server more open than intended. */
 function warnAboutPolicy(ctx: SessionContext, noPolicy: boolean): void {
-  const { policy, log } = ctx;
+  const { log } = ctx;
+  const policy = ctx.policies.current;
   // A policy carried over from the original wasmnet often denies IPv4 private ranges only.
   if (!noPolicy) {
     const gate = { rules: policy.rules, bind: policy, resolver: ctx.resolver, dnsTimeoutMs: ctx.dnsTimeoutMs };

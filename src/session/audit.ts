@@ -15,9 +15,18 @@ export interface AuditRecord {
   reason: string;
 }
 
-export function writeAudit(log: Logger, session: string, a: AuditRecord): void {
+/** Whose stream it was: the session, and the identity and profile it ran under. */
+export interface AuditOwner {
+  session: string;
+  identity: string | null;
+  profile: string | null;
+}
+
+export function writeAudit(log: Logger, owner: AuditOwner, a: AuditRecord): void {
   log.info("stream end", {
-    session,
+    session: owner.session,
+    identity: owner.identity,
+    profile: owner.profile,
     id: a.id,
     kind: a.kind,
     name: a.name,

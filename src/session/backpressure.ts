@@ -3,14 +3,18 @@
 // Toward the client: when the client's WebSocket holds more than the high watermark, every
 // stream of the session stops reading its target (each would otherwise add one more read's
 // worth, up to ~512 KiB, before noticing); they read again once it is back under the low
-// watermark. Bandwidth, downloads: a stream whose bytes put the budget in debt stops reading
-// until the debt is paid. Bandwidth, uploads: the client is not read until the debt is paid,
-// and bytes already read wait in their stream (Bun may have read a few MiB before the pause).
-// UDP cannot be slowed down: a datagram is paid or dropped.
+// watermark. Above the server's memory budget, streams stop reading until it clears.
+// Bandwidth (the session's bucket, and the identity's shared one if any), downloads: a stream
+// whose bytes put a budget in debt stops reading until the debt is paid. Uploads: the client is
+// not read until the debt is paid, and bytes already read wait in their stream (Bun may have
+// read a few MiB before the pause). UDP cannot be slowed down: a datagram is paid in full or
+// dropped, and datagrams toward a client above the high watermark are dropped, never queued.
 //
 // Streams own their pause reasons (TcpStream.hold/release); this class only decides when.
+import type { MemoryWatch } from "../limits/memory-watch.ts";
 import type { TokenBucket } from "../limits/token-bucket.ts";
 import { PAUSE, type TcpStream } from "../net/tcp-stream.ts";
+import type { UdpDropReason } from "./metrics.ts";
 import type { Transport } from "./transport.ts";
 
 export class Backpressure {
@@ -18,11 +22,15 @@ export class Backpressure {
   private drainCheck: ReturnType<typeof setTimeout> | undefined;
   private inputPausedUntil = 0;
   private closed = false;
+  /** Set while waiting for the memory budget to clear. */
+  private memoryWait: (() => void) | null = null;
 
   constructor(
     private readonly transport: Transport,
-    private readonly bucket: TokenBucket,
+    /** The session's bucket, then the identity's shared one when it has one: both must pay. */
+    private readonly buckets: readonly TokenBucket[],
     private readonly watermarks: { high: number; low: number },
+    private readonly memory: MemoryWatch,
     /** The session's open streams, asked whenever all of them must be held or released. */
     private readonly openStreams: () => Iterable<TcpStream>,
   ) {}
@@ -38,7 +46,8 @@ export class Backpressure {
       this.clientFull = true;
       for (const s of this.openStreams()) s.hold(PAUSE.clientFull);
     }
-    const wait = this.bucket.consume(bytes, performance.now());
+    if (this.memory.overloaded()) this.holdForMemory(stream);
+    const wait = this.debt(bytes);
     if (wait > 0) {
       stream.hold(PAUSE.bandwidth);
       setTimeout(() => stream.release(PAUSE.bandwidth), wait);
@@ -61,12 +70,12 @@ export class Backpressure {
   }
 
   /**
-   * The client sent `bytes` for a stream. True: the budget is in debt and the bytes must wait in
+   * The client sent `bytes` for a stream. True: a budget is in debt and the bytes must wait in
    * their stream; the client is not read until it is paid off, then every stream is flushed.
    */
   upload(bytes: number): boolean {
     const now = performance.now();
-    const wait = this.bucket.consume(bytes, now);
+    const wait = this.debt(bytes);
     if (wait <= 0) return false;
     if (now + wait <= this.inputPausedUntil) return true;
     const first = this.inputPausedUntil <= now;
@@ -84,13 +93,38 @@ export class Backpressure {
     return true;
   }
 
-  /** A datagram of `bytes` either way: true if the budget pays for it in full, false to drop it (spending nothing). */
-  admitDatagram(bytes: number): boolean {
-    return this.bucket.tryTake(bytes, performance.now());
+  /**
+   * A datagram of `bytes`, toward the client or from it: null if it may go (and is paid for),
+   * else why it is dropped. Nothing is spent on a datagram that is dropped.
+   */
+  admitDatagram(bytes: number, toClient: boolean): UdpDropReason | null {
+    if (toClient && (this.clientFull || this.transport.buffered() > this.watermarks.high)) return "backpressure";
+    const now = performance.now();
+    if (this.buckets.length > 1 && this.buckets.some((b) => b.available(now) < bytes)) return "bandwidth";
+    for (const b of this.buckets) if (!b.tryTake(bytes, now)) return "bandwidth";
+    return null;
   }
 
   close(): void {
     this.closed = true;
     clearTimeout(this.drainCheck);
+    this.memoryWait?.();
+  }
+
+  /** Every bucket pays for `bytes`; the wait until the deepest debt is paid. */
+  private debt(bytes: number): number {
+    const now = performance.now();
+    let wait = 0;
+    for (const b of this.buckets) wait = Math.max(wait, b.consume(bytes, now));
+    return wait;
+  }
+
+  private holdForMemory(stream: TcpStream): void {
+    stream.hold(PAUSE.memory);
+    if (this.memoryWait) return;
+    this.memoryWait = this.memory.onCleared(() => {
+      this.memoryWait = null;
+      if (!this.closed) for (const s of this.openStreams()) s.release(PAUSE.memory);
+    });
   }
 }

@@ -4,6 +4,7 @@
 // protocols are the adapters' business (src/adapters/). Every destination goes through the
 // gate (src/net/gate.ts); backpressure and bandwidth live in ./backpressure.ts.
 import { MAX_LOOKUPS_IN_FLIGHT, MAX_RESOLVED_NAMES } from "../constants.ts";
+import { EMPTY_LEASE, type Lease } from "../limits/counters.ts";
 import { TokenBucket } from "../limits/token-bucket.ts";
 import { pass, type Cleared, type GatePolicy, type LookupBudget, type Refusal, type Verdict } from "../net/gate.ts";
 import { TcpListener, type ListenerOwner } from "../net/listener.ts";
@@ -11,13 +12,15 @@ import { TcpStream, type StreamOutcome, type StreamOwner } from "../net/tcp-stre
 import { tlsClientOptions } from "../net/tls-options.ts";
 import { UdpRelay, type UdpOwner } from "../net/udp-relay.ts";
 import { canonicalIp, formatHostPort, normalizeName } from "../policy/address.ts";
-import type { Decision } from "../policy/decide.ts";
+import { withTokenAllow, type Decision } from "../policy/decide.ts";
+import { policyFor, type PolicyConfig } from "../policy/load.ts";
 import { portAllowed } from "../policy/ports.ts";
 import { FEATURES, PROTOCOL_VERSION, type ErrorCode } from "../protocol/constants.ts";
 import type { Decoded, HelloLimits, Request } from "../protocol/messages.ts";
 import { writeAudit } from "./audit.ts";
 import { Backpressure } from "./backpressure.ts";
 import type { SessionContext } from "./context.ts";
+import { anonymous, type Identity } from "./identity.ts";
 import { IdTable } from "./ids.ts";
 import type { Transport } from "./transport.ts";
 
@@ -27,6 +30,10 @@ type Resource = TcpStream | UdpRelay | TcpListener;
 export interface SessionOptions {
   /** The client's address (after trusted proxies), for per-IP limits and logs. */
   remote: string;
+  /** Who it is (from its token); anonymous, keyed by `remote`, when absent. */
+  identity?: Identity;
+  /** The session's own unit of max_sessions / per-IP / per-identity, given back when it ends. */
+  lease?: Lease;
   /** Version-2 credit flow control from the start (adapters that manage a window themselves). */
   flow?: boolean;
   /** Half-close (`shutdown`/`end`) from the start. */
@@ -38,6 +45,9 @@ let sessionCounter = 0;
 export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   readonly sid = (++sessionCounter).toString(36) + "-" + Math.random().toString(36).slice(2, 8);
   readonly remote: string;
+  readonly identity: Identity;
+  /** Fixed for the session's life: the client was told it in `hello`. */
+  readonly window: number;
   private _version = 1;
   private _flow: boolean;
   private _halfClose: boolean;
@@ -52,11 +62,18 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   private readonly resolvedNames = new Map<string, string>();
   /** Name look-ups in flight for resolve and send_to (connects are bounded by max_connections). */
   private readonly lookups: LookupBudget = lookupBudget(MAX_LOOKUPS_IN_FLIGHT);
-  private readonly gate: GatePolicy;
   private readonly flowControl: Backpressure;
+  private readonly lease: Lease;
+  /** Per-identity connection units, given back when each resource ends. */
+  private readonly connectionLeases = new Map<Resource, Lease>();
+  private readonly releaseBucket: () => void;
+  /** The policy (and the gate over it) as of a policy generation; rebuilt after a reload. */
+  private view: { generation: number; policy: PolicyConfig; gate: GatePolicy } | null = null;
+  /** The identity's daily quota ran out: its streams ended, new opens are refused. */
+  private quotaSpent = false;
   private creditOwed = new Map<TcpStream, number>();
   private creditFlush: ReturnType<typeof setImmediate> | undefined;
-  private idleSweep: ReturnType<typeof setInterval> | undefined;
+  private readonly sweep: ReturnType<typeof setInterval>;
 
   constructor(
     readonly ctx: SessionContext,
@@ -64,26 +81,55 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     options: SessionOptions,
   ) {
     this.remote = options.remote;
+    this.identity = options.identity ?? anonymous(options.remote);
+    this.lease = options.lease ?? EMPTY_LEASE;
     this._flow = options.flow ?? false;
     this._halfClose = options.halfClose ?? false;
     if (this._flow || this._halfClose) this._version = 2;
-    const p = ctx.policy;
-    this.gate = {
-      rules: p.rules,
-      bind: p,
-      resolver: ctx.resolver,
-      dnsTimeoutMs: ctx.dnsTimeoutMs,
+    const p = this.policy;
+    this.window = p.limits.streamBufferBytes;
+    const shared = ctx.buckets.use(this.identity.key, p.limits.maxBandwidthMbpsPerIdentity);
+    this.releaseBucket = shared.release;
+    const buckets = shared.bucket ? [TokenBucket.forMbps(p.maxBandwidthMbps), shared.bucket] : [TokenBucket.forMbps(p.maxBandwidthMbps)];
+    this.flowControl = new Backpressure(transport, buckets, { high: ctx.highWatermark, low: ctx.lowWatermark }, ctx.memory, () => this.openStreams());
+    // One sweep a second at most: idle streams, and the daily quota coming back after midnight.
+    const idleSecs = p.limits.idleTimeoutSecs;
+    const every = idleSecs > 0 ? Math.min(1000, Math.max(100, idleSecs * 250)) : 1000;
+    this.sweep = setInterval(() => this.sweepIdle(), every);
+    this.sweep.unref?.();
+    ctx.metrics.sessionOpened(this.identity.profile);
+    ctx.log.debug("session open", { session: this.sid, remote: this.remote, identity: this.identity.name, profile: this.identity.profile });
+  }
+
+  /**
+   * The policy this session runs under: its profile of the running policy (a reload applies to
+   * every open from then on). A profile a reload removed allows nothing: falling back to the
+   * top level could widen what the token was given.
+   */
+  get policy(): PolicyConfig {
+    return this.current().policy;
+  }
+
+  private get gate(): GatePolicy {
+    return this.current().gate;
+  }
+
+  private current(): { generation: number; policy: PolicyConfig; gate: GatePolicy } {
+    const held = this.ctx.policies;
+    if (this.view?.generation === held.generation) return this.view;
+    let policy = policyFor(held.current, this.identity.profile);
+    if (policy === null) {
+      this.ctx.log.warn("profile no longer in the policy: nothing is allowed for its sessions", { session: this.sid, profile: this.identity.profile });
+      policy = { ...held.current, rules: { deny: [], allow: [] }, bindAddrs: [], bindPorts: [] };
+    }
+    const gate: GatePolicy = {
+      rules: withTokenAllow(policy.rules, this.identity.allow),
+      bind: policy,
+      resolver: this.ctx.resolver,
+      dnsTimeoutMs: this.ctx.dnsTimeoutMs,
       nameOf: (ip) => this.resolvedNames.get(ip),
     };
-    this.flowControl = new Backpressure(transport, TokenBucket.forMbps(p.maxBandwidthMbps), { high: ctx.highWatermark, low: ctx.lowWatermark }, () => this.openStreams());
-    const idleSecs = p.limits.idleTimeoutSecs;
-    if (idleSecs > 0) {
-      this.idleSweep = setInterval(() => this.sweepIdle(idleSecs), Math.min(1000, Math.max(100, idleSecs * 250)));
-      this.idleSweep.unref?.();
-    }
-    ctx.metrics.sessions++;
-    ctx.metrics.sessionsTotal++;
-    ctx.log.debug("session open", { session: this.sid, remote: this.remote });
+    return (this.view = { generation: held.generation, policy, gate });
   }
 
   // ---- what adapters read ----
@@ -100,18 +146,15 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   get closed(): boolean {
     return this._closed;
   }
-  /** Per-stream send window (flow control), and the version-1 per-stream buffer cap. */
-  get window(): number {
-    return this.ctx.policy.limits.streamBufferBytes;
-  }
+  /** Version 1: the most a stream queues toward a slow target. */
   get streamBufferBytes(): number {
-    return this.ctx.policy.limits.streamBufferBytes;
+    return this.policy.limits.streamBufferBytes;
   }
   get maxMessageBytes(): number {
-    return this.ctx.policy.limits.maxMessageBytes;
+    return this.ctx.policies.current.limits.maxMessageBytes;
   }
   get limits(): HelloLimits {
-    const p = this.ctx.policy;
+    const p = this.policy;
     return {
       max_connections: p.maxConnections,
       max_message_bytes: p.limits.maxMessageBytes,
@@ -172,6 +215,8 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
       features: this._version >= 2 ? FEATURES.filter((f) => req.features.includes(f)) : [],
       window: this.window,
       limits: this.limits,
+      identity: this.identity.name,
+      profile: this.identity.profile,
     });
   }
 
@@ -181,16 +226,50 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
       this.error(id, "EIDINUSE", `id ${id} is already in use in this session`);
       return false;
     }
-    if (!this.hasRoom()) {
-      this.error(id, "ELIMIT", `max_connections (${this.ctx.policy.maxConnections}) reached for this session`);
+    const refusal = this.roomProblem();
+    if (refusal) {
+      this.error(id, "ELIMIT", refusal);
       return false;
     }
     return true;
   }
 
-  private hasRoom(): boolean {
-    const max = this.ctx.policy.maxConnections;
-    return max === 0 || this.ids.size < max;
+  /** Why nothing new may open now (a limit), or null. */
+  private roomProblem(): string | null {
+    const max = this.policy.maxConnections;
+    if (max > 0 && this.ids.size >= max) return `max_connections (${max}) reached for this session`;
+    if (this.quotaSpent || this.dailyQuotaSpent()) return this.quotaMessage();
+    if (this.ctx.memory.overloaded()) return "the server is over its memory budget (max_memory_mb); try again later";
+    return null;
+  }
+
+  /**
+   * One unit of max_connections_per_identity for `r`, then `then()`; or ELIMIT on `id`. No
+   * counting (and no wait) when the identity has no such limit.
+   */
+  private withConnectionLease(r: Resource | null, id: number, then: (lease: Lease) => void, refused: (msg: string) => void): void {
+    const max = this.policy.limits.maxConnectionsPerIdentity;
+    if (max === 0) return then(EMPTY_LEASE);
+    const key = `id:${this.identity.key}:conns`;
+    void this.ctx.counters.acquire([{ key, max }]).then((a) => {
+      if (!a.ok) return refused(a.reason === "limit" ? `max_connections_per_identity (${max}) reached for ${this.who}` : "cluster limits are unavailable; try again later");
+      if (this._closed || (r !== null && this.ids.get(id) !== r) || (r === null && !this.ids.inUse(id))) return a.lease.release(); // gone meanwhile
+      then(a.lease);
+    });
+  }
+
+  private holdLease(r: Resource, lease: Lease): void {
+    if (lease !== EMPTY_LEASE) this.connectionLeases.set(r, lease);
+  }
+
+  private releaseLease(r: Resource): void {
+    this.connectionLeases.get(r)?.release();
+    this.connectionLeases.delete(r);
+  }
+
+  /** The identity, as logs and messages name it. */
+  private get who(): string {
+    return this.identity.name ?? this.identity.key;
   }
 
   /** Run the gate; `then` gets the verdict at once for literals, after the look-up for names. */
@@ -209,15 +288,23 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     this.ids.set(req.id, stream);
     this.ctx.metrics.sockets[kind]++;
     const op = kind === "tls" ? "connect_tls" : "connect";
-    stream.armConnectTimeout(this.ctx.policy.connectionTimeoutSecs * 1000, op);
-    this.judge(pass(this.gate, { op, host: req.addr, port: req.port }), (v) => {
-      if (stream.state !== "connecting") return; // closed or timed out meanwhile
-      if (!v.ok) {
-        if (v.refused) return stream.refuse(v.refused);
-        return stream.fail(v.code, `${op} ${formatHostPort(req.addr, req.port)}: ${v.msg}`);
-      }
-      this.dial(stream, v.value, kind === "tls");
-    });
+    stream.armConnectTimeout(this.policy.connectionTimeoutSecs * 1000, op);
+    this.withConnectionLease(
+      stream,
+      req.id,
+      (lease) => {
+        this.holdLease(stream, lease);
+        this.judge(pass(this.gate, { op, host: req.addr, port: req.port }), (v) => {
+          if (stream.state !== "connecting") return; // closed or timed out meanwhile
+          if (!v.ok) {
+            if (v.refused) return stream.refuse(v.refused);
+            return stream.fail(v.code, `${op} ${formatHostPort(req.addr, req.port)}: ${v.msg}`);
+          }
+          this.dial(stream, v.value, kind === "tls");
+        });
+      },
+      (msg) => stream.fail("ELIMIT", msg),
+    );
   }
 
   private dial(stream: TcpStream, to: Cleared, useTls: boolean): void {
@@ -237,7 +324,8 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     this.ctx.metrics.bytesUp += data.length;
     const held = this.flowControl.upload(data.length);
     const problem = r.write(data, held);
-    if (problem) r.fail("ELIMIT", `${r.where}: ${problem}`);
+    if (problem) return r.fail("ELIMIT", `${r.where}: ${problem}`);
+    this.spend(data.length);
   }
 
   private shutdown(id: number): void {
@@ -253,27 +341,38 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     if (!this.claim(req.id)) return;
     this.ids.reserve(req.id);
     const where = formatHostPort(req.addr, req.port);
-    this.judge(pass(this.gate, { op: "connect_udp", host: req.addr, port: req.port }), (v) => {
-      if (!this.ids.unreserve(req.id) || this._closed) return; // closed meanwhile
-      if (!v.ok) {
-        if (v.refused) return this.deny(req.id, v.refused, where);
-        return this.error(req.id, v.code, `connect_udp ${where}: ${v.msg}`);
-      }
-      this.ids.reserve(req.id);
-      UdpRelay.open(this, req.id, v.value).then(
-        (relay) => {
-          this.ctx.metrics.sockets.udp++;
-          // The client may have closed the id (or the session) while the socket was being bound.
-          if (!this.ids.unreserve(req.id) || this._closed) return relay.close(this._closed ? "session closed" : "closed by client");
-          this.ids.set(req.id, relay);
-          this.transport.send({ ev: "udp_bound", id: req.id, port: relay.localPort });
-        },
-        (e) => {
-          if (!this.ids.unreserve(req.id) || this._closed) return;
-          this.error(req.id, "EINTERNAL", `connect_udp ${where}: ${(e as Error).message}`);
-        },
-      );
-    });
+    const abandoned = () => !this.ids.unreserve(req.id) || this._closed;
+    this.withConnectionLease(
+      null,
+      req.id,
+      (lease) =>
+        this.judge(pass(this.gate, { op: "connect_udp", host: req.addr, port: req.port }), (v) => {
+          if (abandoned()) return lease.release(); // closed meanwhile
+          if (!v.ok) {
+            lease.release();
+            if (v.refused) return this.deny(req.id, v.refused, where);
+            return this.error(req.id, v.code, `connect_udp ${where}: ${v.msg}`);
+          }
+          this.ids.reserve(req.id);
+          UdpRelay.open(this, req.id, v.value).then(
+            (relay) => {
+              this.ctx.metrics.sockets.udp++;
+              this.holdLease(relay, lease);
+              // The client may have closed the id (or the session) while the socket was being bound.
+              if (abandoned()) return relay.close(this._closed ? "session closed" : "closed by client");
+              this.ids.set(req.id, relay);
+              this.transport.send({ ev: "udp_bound", id: req.id, port: relay.localPort });
+            },
+            (e) => {
+              lease.release();
+              if (!abandoned()) this.error(req.id, "EINTERNAL", `connect_udp ${where}: ${(e as Error).message}`);
+            },
+          );
+        }),
+      (msg) => {
+        if (!abandoned()) this.error(req.id, "ELIMIT", `connect_udp ${where}: ${msg}`);
+      },
+    );
   }
 
   private sendTo(req: { id: number; addr: string; port: number; data: Uint8Array }): void {
@@ -285,35 +384,35 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
       if (r.closed) return;
       if (v.ok) return this.sendDatagram(r, req.data, v.value);
       if (v.refused) return this.deny(r.id, v.refused, where);
-      if (v.code === "ELIMIT") this.ctx.metrics.udpDropped++;
+      if (v.code === "ELIMIT") this.ctx.metrics.udpDropped("lookups");
       this.error(r.id, v.code, `send_to ${where}: ${v.msg}`);
     });
   }
 
   private sendDatagram(r: UdpRelay, data: Uint8Array, to: Cleared): void {
-    // UDP has no backpressure to apply: over the bandwidth limit a datagram is dropped and counted.
-    if (!this.flowControl.admitDatagram(data.length)) {
-      this.ctx.metrics.udpDropped++;
-      return;
-    }
+    // UDP cannot be slowed down: over the bandwidth limit a datagram is dropped and counted.
+    const drop = this.flowControl.admitDatagram(data.length, false);
+    if (drop) return this.ctx.metrics.udpDropped(drop);
     const problem = r.send(data, to);
     if (problem) return this.error(r.id, problem.code, `udp ${problem.msg}`);
     this.ctx.metrics.bytesUp += data.length;
+    this.spend(data.length);
   }
 
   datagram(relay: UdpRelay, data: Uint8Array, addr: string, port: number): void {
-    if (!this.flowControl.admitDatagram(data.length)) {
-      this.ctx.metrics.udpDropped++;
-      return;
-    }
+    // Toward a client above its high watermark, or over the budget: dropped, never queued.
+    const drop = this.flowControl.admitDatagram(data.length, true);
+    if (drop) return this.ctx.metrics.udpDropped(drop);
     this.ctx.metrics.bytesDown += data.length;
     this.transport.send({ ev: "data_from", id: relay.id, data, addr, port });
+    this.spend(data.length);
   }
 
   udpClosed(relay: UdpRelay, reason: string): void {
     this.ctx.metrics.sockets.udp--;
+    this.releaseLease(relay);
     const p = relay.peer;
-    writeAudit(this.ctx.log, this.sid, { id: relay.id, kind: "udp", name: p.name, addr: p.addr, port: p.port, rule: p.rule, up: relay.up, down: relay.down, started: relay.started, reason });
+    this.audit({ id: relay.id, kind: "udp", name: p.name, addr: p.addr, port: p.port, rule: p.rule, up: relay.up, down: relay.down, started: relay.started, reason });
   }
 
   debug(msg: string, fields: Record<string, unknown>): void {
@@ -327,25 +426,38 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     const where = formatHostPort(req.addr, req.port);
     const v = pass(this.gate, { op: "bind", host: req.addr, port: req.port });
     if (!v.ok) return v.refused ? this.deny(req.id, v.refused, where) : this.error(req.id, v.code, `bind ${where}: ${v.msg}`);
-    const listener = new TcpListener(this, req.id, v.value);
-    let port: number;
-    try {
-      port = this.listenOnAllowedPort(listener, req.port);
-    } catch (e) {
-      const code = (e as { code?: string }).code;
-      const at = formatHostPort(v.value.addr, req.port);
-      if (code === "EADDRINUSE") return this.error(req.id, "EADDRINUSE", `bind ${at}: address in use`);
-      return this.error(req.id, "EINTERNAL", `bind ${at}: ${(e as Error).message}`);
-    }
-    this.ids.set(req.id, listener);
-    this.ctx.metrics.sockets.listener++;
-    this.ctx.log.info("listening", { session: this.sid, id: req.id, addr: v.value.addr, port });
-    this.transport.send({ ev: "listening", id: req.id, port });
+    this.ids.reserve(req.id);
+    this.withConnectionLease(
+      null,
+      req.id,
+      (lease) => {
+        if (!this.ids.unreserve(req.id) || this._closed) return lease.release();
+        const listener = new TcpListener(this, req.id, v.value);
+        let port: number;
+        try {
+          port = this.listenOnAllowedPort(listener, req.port);
+        } catch (e) {
+          lease.release();
+          const code = (e as { code?: string }).code;
+          const at = formatHostPort(v.value.addr, req.port);
+          if (code === "EADDRINUSE") return this.error(req.id, "EADDRINUSE", `bind ${at}: address in use`);
+          return this.error(req.id, "EINTERNAL", `bind ${at}: ${(e as Error).message}`);
+        }
+        this.holdLease(listener, lease);
+        this.ids.set(req.id, listener);
+        this.ctx.metrics.sockets.listener++;
+        this.ctx.log.info("listening", { session: this.sid, id: req.id, addr: v.value.addr, port });
+        this.transport.send({ ev: "listening", id: req.id, port });
+      },
+      (msg) => {
+        if (this.ids.unreserve(req.id) && !this._closed) this.error(req.id, "ELIMIT", `bind ${where}: ${msg}`);
+      },
+    );
   }
 
   /** Port 0 means "any free port inside bind_ports". */
   private listenOnAllowedPort(listener: TcpListener, port: number): number {
-    const ranges = this.ctx.policy.bindPorts;
+    const ranges = this.policy.bindPorts;
     const anyPort = ranges.length === 1 && ranges[0]!.lo <= 1024 && ranges[0]!.hi === 65535;
     if (port !== 0 || anyPort) return listener.listen(port, this._halfClose);
     const size = ranges.reduce((n, r) => n + r.hi - r.lo + 1, 0);
@@ -373,8 +485,11 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   }
 
   accept(listener: TcpListener, remoteAddr: string, remotePort: number): TcpStream | null {
-    if (this._closed || !this.hasRoom()) {
-      this.ctx.log.info("inbound refused", { session: this.sid, id: listener.id, reason: "max_connections" });
+    // Inbound connections count toward max_connections (not per identity: Bun needs the answer
+    // at once, and a cluster-wide count cannot give it without a round trip).
+    const refusal = this._closed ? "session closed" : this.roomProblem();
+    if (refusal) {
+      this.ctx.log.info("inbound refused", { session: this.sid, id: listener.id, reason: refusal });
       return null;
     }
     const addr = canonicalIp(remoteAddr) ?? remoteAddr;
@@ -426,6 +541,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     if (r instanceof TcpStream) return r.finish(reason);
     if (r instanceof UdpRelay) return r.close(reason);
     r.close();
+    this.releaseLease(r);
     this.ctx.metrics.sockets.listener--;
   }
 
@@ -440,6 +556,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     this.ctx.metrics.bytesDown += data.length;
     this.transport.send({ ev: "data", id: stream.id, data });
     this.flowControl.delivered(stream, data.length);
+    this.spend(data.length);
   }
 
   /** Credit is batched per loop turn: a burst of sends that the target took earns one event. */
@@ -463,6 +580,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
 
   ended(stream: TcpStream, outcome: StreamOutcome): void {
     this.ctx.metrics.sockets[stream.kind]--;
+    this.releaseLease(stream);
     // Still registered: the client has not heard of the end yet (client closes unregister first).
     const tell = this.ids.delete(stream.id, stream) && !this._closed;
     // A denied stream never opened: its `denied` log line is its record, no audit line.
@@ -470,7 +588,11 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     if (tell && outcome.kind === "error") this.error(stream.id, outcome.code, outcome.msg);
     else if (tell) this.transport.send({ ev: "closed", id: stream.id });
     const t = stream.target;
-    writeAudit(this.ctx.log, this.sid, { id: stream.id, kind: stream.kind, name: t.name, addr: t.addr, port: t.port, rule: t.rule, up: stream.up, down: stream.down, started: stream.started, reason: outcome.reason });
+    this.audit({ id: stream.id, kind: stream.kind, name: t.name, addr: t.addr, port: t.port, rule: t.rule, up: stream.up, down: stream.down, started: stream.started, reason: outcome.reason });
+  }
+
+  private audit(r: Parameters<typeof writeAudit>[2]): void {
+    writeAudit(this.ctx.log, { session: this.sid, identity: this.identity.name, profile: this.identity.profile }, r);
   }
 
   // ---- what adapters call ----
@@ -493,11 +615,15 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   destroy(): void {
     if (this._closed) return;
     this._closed = true;
-    clearInterval(this.idleSweep);
+    clearInterval(this.sweep);
     this.flowControl.close();
-    this.ctx.metrics.sessions--;
+    this.ctx.metrics.sessionClosed(this.identity.profile);
     for (const r of [...this.ids.values()]) this.closeResource(r, "session closed");
     this.ids.clear();
+    for (const lease of this.connectionLeases.values()) lease.release();
+    this.connectionLeases.clear();
+    this.releaseBucket();
+    this.lease.release();
     this.ctx.log.debug("session closed", { session: this.sid });
   }
 
@@ -510,9 +636,12 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   /**
    * idle_timeout_secs: an open stream or UDP socket that moved no bytes either way for that
    * long is closed with ETIMEDOUT (what operators expect of a proxy; the WebSocket's own idle
-   * timeout only catches vanished browsers).
+   * timeout only catches vanished browsers). Also: a spent daily quota may be back (new day).
    */
-  private sweepIdle(secs: number): void {
+  private sweepIdle(): void {
+    if (this.quotaSpent && !this.dailyQuotaSpent()) this.quotaSpent = false;
+    const secs = this.policy.limits.idleTimeoutSecs;
+    if (secs === 0) return;
     const now = performance.now();
     for (const r of [...this.ids.values()]) {
       if (r instanceof TcpListener || (r instanceof TcpStream && !r.isOpen)) continue;
@@ -527,10 +656,41 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     }
   }
 
+  // ---- the daily quota (max_bytes_per_day, both directions, per identity) ----
+
+  private dailyQuotaSpent(): boolean {
+    const max = this.policy.limits.maxBytesPerDay;
+    return max > 0 && this.ctx.counters.bytesToday(`id:${this.identity.key}`) >= max;
+  }
+
+  private quotaMessage(): string {
+    return `daily quota of ${this.policy.limits.maxBytesPerDay} bytes (max_bytes_per_day) spent for ${this.who}`;
+  }
+
+  /** Count `bytes` toward the identity's day; when the quota is spent, end everything that moves bytes. */
+  private spend(bytes: number): void {
+    const max = this.policy.limits.maxBytesPerDay;
+    if (max === 0 || this.quotaSpent) return;
+    const key = `id:${this.identity.key}`;
+    this.ctx.counters.addBytes(key, bytes);
+    if (this.ctx.counters.bytesToday(key) < max) return;
+    this.quotaSpent = true;
+    const msg = this.quotaMessage();
+    this.ctx.log.info("daily quota spent", { session: this.sid, identity: this.who, max });
+    for (const r of [...this.ids.values()]) {
+      if (r instanceof TcpStream) r.fail("ELIMIT", msg, "daily quota");
+      else if (r instanceof UdpRelay) {
+        this.ids.delete(r.id);
+        this.error(r.id, "ELIMIT", msg);
+        r.close("daily quota");
+      }
+    }
+  }
+
   /** A policy refusal: `denied` (never `error`), counted and logged with the rule. */
   private deny(id: number, d: Refusal | Decision, target: string): void {
-    this.ctx.metrics.denied(d.rule);
-    this.ctx.log.info("denied", { session: this.sid, id, target, rule: d.rule, reason: d.reason });
+    this.ctx.metrics.denied(d.rule, this.identity.profile);
+    this.ctx.log.info("denied", { session: this.sid, identity: this.identity.name, profile: this.identity.profile, id, target, rule: d.rule, reason: d.reason });
     this.transport.send({ ev: "denied", id, msg: d.reason });
   }
 

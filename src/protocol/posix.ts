@@ -241,7 +241,7 @@ export function decodePosixRequest(msg: Uint8Array): PosixDecoded {
     }
     case "getsockname":
     case "getpeername": {
-      // The stub sends sizeof(request) + *address_len - 256 bytes: a capacity under 240 gives an
+      // The stub sends sizeof(request) + *address_len - 256 bytes: a capacity up to 240 gives an
       // empty message, 256 the exact 16, more a tail of the program's stack. Only the first 16 count.
       if (n < 16) return fail(ERRNO.EINVAL, `${call}: message is ${n} bytes, the layout is 16 (the stub sends fewer when address_len < 256)`);
       return { ok: true, request: { call, callId, fd: i32(8), addrCapacity: u32(12) } };

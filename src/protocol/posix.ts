@@ -37,8 +37,7 @@ export * from "./posix-sockaddr.ts";
 // ---------------------------------------------------------------------------------------------
 // Requests
 
-export interface SocketRequest {
-  call: "socket" | "socketpair";
+interface SocketArgs {
   callId: number;
   domain: number;
   /** As the program passed it, flag bits included. */
@@ -49,19 +48,30 @@ export interface SocketRequest {
   nonblock: boolean;
   protocol: number;
 }
+export interface SocketRequest extends SocketArgs {
+  call: "socket";
+}
+export interface SocketpairRequest extends SocketArgs {
+  call: "socketpair";
+}
 export interface ShutdownRequest {
   call: "shutdown";
   callId: number;
   fd: number;
   how: number;
 }
-export interface AddressRequest {
-  call: "bind" | "connect";
+interface AddressArgs {
   callId: number;
   fd: number;
   addr: Sockaddr;
   /** The addrlen the program passed (at least the family's struct, at most sockaddr_storage). */
   addrlen: number;
+}
+export interface BindRequest extends AddressArgs {
+  call: "bind";
+}
+export interface ConnectRequest extends AddressArgs {
+  call: "connect";
 }
 export interface ListenRequest {
   call: "listen";
@@ -69,12 +79,20 @@ export interface ListenRequest {
   fd: number;
   backlog: number;
 }
-export interface AddressOutRequest {
-  call: "accept" | "getsockname" | "getpeername";
+interface AddressOutArgs {
   callId: number;
   fd: number;
   /** The program's *address_len: room for the address it gets back. */
   addrCapacity: number;
+}
+export interface AcceptRequest extends AddressOutArgs {
+  call: "accept";
+}
+export interface GetsocknameRequest extends AddressOutArgs {
+  call: "getsockname";
+}
+export interface GetpeernameRequest extends AddressOutArgs {
+  call: "getpeername";
 }
 export interface SendRequest {
   call: "send";
@@ -146,10 +164,14 @@ export interface GetaddrinfoRequest {
 
 export type PosixRequest =
   | SocketRequest
+  | SocketpairRequest
   | ShutdownRequest
-  | AddressRequest
+  | BindRequest
+  | ConnectRequest
   | ListenRequest
-  | AddressOutRequest
+  | AcceptRequest
+  | GetsocknameRequest
+  | GetpeernameRequest
   | SendRequest
   | RecvRequest
   | SendtoRequest

@@ -110,8 +110,7 @@ export interface PageServer {
  * build produced are served, looked up by name.
  */
 export function servePage(compiled: Compiled): PageServer {
-  const files = new Map<string, Uint8Array>();
-  for (const f of readdirSync(compiled.dir)) files.set(f, readFileSync(join(compiled.dir, f)));
+  const files = new Set(readdirSync(compiled.dir));
   const isolation = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -123,10 +122,9 @@ export function servePage(compiled: Compiled): PageServer {
     port: 0,
     fetch(req) {
       const name = decodeURIComponent(new URL(req.url).pathname.slice(1));
-      const body = files.get(name);
-      if (!body) return new Response("not found", { status: 404, headers: isolation });
+      if (!files.has(name)) return new Response("not found", { status: 404, headers: isolation });
       const type = CONTENT_TYPES[name.split(".").pop() ?? ""] ?? "application/octet-stream";
-      return new Response(body, { headers: { ...isolation, "Content-Type": type } });
+      return new Response(Bun.file(join(compiled.dir, name)), { headers: { ...isolation, "Content-Type": type } });
     },
   });
   return { url: `http://127.0.0.1:${server.port}/${compiled.main}`, port: server.port!, stop: () => server.stop(true) };

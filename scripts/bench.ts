@@ -299,7 +299,7 @@ async function directConnect(port: number, st: Omit<DirectState, "queue">): Prom
   return s;
 }
 
-/** Write everything: Bun's write() does not buffer, so keep the tail for drain (BUN-NOTES §2.2). */
+/** Write everything: Bun's write() does not buffer, so keep the tail for drain (docs/bun.md#partial-writes). */
 function directWrite(s: Socket<DirectState>, d: Uint8Array): void {
   const q = s.data.queue;
   if (q.length) return void q.push(d);
@@ -498,7 +498,7 @@ async function wasmnetConnectOnce(t: Target, ses: WnSession, id: number): Promis
 
 /**
  * Informational: the same round trip with the 1-byte send pipelined right behind the connect
- * (SPEC §5.1 queues it until the connection is up), which saves one client↔server round trip.
+ * (the server queues it until the connection is up), which saves one client↔server round trip.
  */
 async function wasmnetPipelinedOnce(t: Target, ses: WnSession, id: number): Promise<number> {
   let connected = false;

@@ -4,7 +4,7 @@
 //
 // The client bundle and the commit are inlined with --define, so the binary needs no file
 // beside it; .env and bunfig.toml auto-loading are off so the working directory cannot change
-// how a deployed server behaves (BUN-NOTES §0.14).
+// how a deployed server behaves (docs/bun.md#compile-time-autoload-flags).
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";

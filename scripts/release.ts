@@ -11,7 +11,7 @@
 // `npm pack @oven/bun-<platform>@<bun version>` (npm checks the tarball against the registry's
 // integrity hash and honours the user's npm config: registry mirror, proxy, auth), is unpacked
 // into a cache directory and handed to `bun build --compile` through BUN_INSTALL_CACHE_DIR
-// (BUN-NOTES §5). A target whose runtime cannot be fetched fails the whole release, loudly; use
+// (docs/bun.md#cross-compiling-fetches-the-target-runtime). A target whose runtime cannot be fetched fails the whole release, loudly; use
 // --targets to build only what you can. Every output is checked to be an executable of the
 // target's format and CPU (and libc, for Linux) before it is listed in SHA256SUMS.
 import { createHash } from "node:crypto";

@@ -1,23 +1,26 @@
 #!/usr/bin/env bun
-// The wasmnet command (SPEC §8): run the server, or `wasmnet policy check FILE [HOST:PORT …]`.
+// The wasmnet command (README.md#cli): run the server, or `wasmnet policy check FILE [HOST:PORT …]`.
 import { defineCommand, runMain } from "citty";
 import { createLogger, isLogLevel, type LogLevel } from "./log.ts";
-import { checkDestinations, formatPolicy } from "./policy/check.ts";
+import { UnknownProfileError, checkDestinations, formatPolicy } from "./policy/check.ts";
 import { loadPolicyFile, PolicyFileError } from "./policy/load.ts";
 import { resolveTarget, systemResolver } from "./net/resolve.ts";
 import { createServer } from "./server/server.ts";
 import { DEFAULT_HOST, DEFAULT_PORT } from "./constants.ts";
 import { VERSION_LINE } from "./version.ts";
+import { tokenCommand } from "./cli-token.ts";
 
 function fail(msg: string): never {
   process.stderr.write(`wasmnet: ${msg}\n`);
   process.exit(2);
 }
 
+// Digits only: Number() would also take "1.5", "1e3", "0x10" and " 8 ", none of which an
+// operator means as a port or a count.
 function intArg(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v) || n < lo || n > hi) fail(`--${name} must be a number ${lo}-${hi}, got "${v}"`);
+  if (!/^[0-9]+$/.test(v) || n < lo || n > hi) fail(`--${name} must be a whole number ${lo}-${hi}, got "${v}"`);
   return n;
 }
 
@@ -25,6 +28,7 @@ const policyCheck = defineCommand({
   meta: { name: "check", description: "Validate a policy file and show what it decides for destinations" },
   args: {
     file: { type: "positional", description: "policy TOML file", required: true },
+    profile: { type: "string", description: "explain decisions under [profiles.NAME]" },
   },
   async run({ args }) {
     let cfg;
@@ -33,11 +37,18 @@ const policyCheck = defineCommand({
     } catch (e) {
       fail(e instanceof PolicyFileError ? e.message : String(e));
     }
-    process.stdout.write(formatPolicy(cfg) + "\n");
-    const dests = (args._ as string[]).slice(0);
+    const view = { profile: typeof args.profile === "string" ? args.profile : null };
+    let settings: string;
+    try {
+      settings = formatPolicy(cfg, view);
+    } catch (e) {
+      fail(e instanceof UnknownProfileError ? `--profile: ${e.message}` : String(e));
+    }
+    process.stdout.write(settings + "\n");
+    const dests = (args._ as string[]).slice(1); // [0] is FILE
     if (dests.length === 0) return;
     const resolve = async (name: string) => (await resolveTarget(name, systemResolver, 5000)).addrs;
-    const { lines, anyDenied } = await checkDestinations(cfg, dests, resolve);
+    const { lines, anyDenied } = await checkDestinations(cfg, dests, resolve, view);
     process.stdout.write(lines.join("\n") + "\n");
     if (anyDenied) process.exitCode = 1;
   },
@@ -76,9 +87,10 @@ const main = defineCommand({
   subCommands: {
     policy: defineCommand({ meta: { name: "policy", description: "Policy file tools" }, subCommands: { check: policyCheck } }),
     healthcheck,
+    token: tokenCommand,
   },
   async run({ args, rawArgs }) {
-    if (rawArgs[0] === "policy" || rawArgs[0] === "healthcheck") return; // handled by the sub-command
+    if (rawArgs[0] === "policy" || rawArgs[0] === "healthcheck" || rawArgs[0] === "token") return; // handled by the sub-command
     const level = args["log-level"] ?? process.env.WASMNET_LOG ?? "info";
     if (!isLogLevel(level)) fail(`--log-level must be error, warn, info or debug, got "${level}"`);
     const log = createLogger(level as LogLevel);

@@ -1,7 +1,7 @@
 // Library entry point: `import { createServer, wasmnet } from "wasmnet"`.
 export { createServer, type WasmnetServer } from "./server/server.ts";
 export { wasmnet, type Wasmnet } from "./server/wasmnet.ts";
-export type { WasmnetOptions, ServerOptions } from "./options.ts";
+export type { WasmnetOptions, ServerOptions } from "./server/options.ts";
 export { defaultPolicy, loadPolicyFile, parsePolicy, unrestrictedPolicy, type PolicyConfig } from "./policy/load.ts";
 export { dnsServerResolver, systemResolver, type Resolver } from "./net/resolve.ts";
 export { createLogger, type Logger, type LogLevel } from "./log.ts";

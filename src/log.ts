@@ -1,4 +1,4 @@
-// One JSON object per line on stderr (SPEC §8), so logs can be shipped and queried as-is.
+// One JSON object per line on stderr, so logs can be shipped and queried as-is.
 
 export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -1,4 +1,4 @@
-// SPEC §6: every stream leaves one audit log line when it ends — session, requested name,
+// Every stream leaves one audit log line when it ends — session, requested name,
 // resolved address, the rule that decided, bytes each way, duration, close reason.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createLogger } from "../src/log.ts";
@@ -6,6 +6,7 @@ import { parsePolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort, sourceServer } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 type Line = Record<string, unknown> & { msg: string; level: string };
 const lines: Line[] = [];
@@ -30,11 +31,6 @@ afterAll(async () => {
 
 const ends = (session?: string) => lines.filter((l) => l.msg === "stream end" && (session === undefined || l.session === session));
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 300 && !cond(); i++) await Bun.sleep(10);
-  if (!cond()) throw new Error(`timed out waiting for ${what}`);
-}
-
 test("one line per stream end with session, name, addr, rule, bytes each way, duration, reason", async () => {
   const c = await TestClient.open(srv.wsUrl);
   const before = ends().length;
@@ -42,7 +38,7 @@ test("one line per stream end with session, name, addr, rule, bytes each way, du
   expect((await c.connect(1, "echo.test", echo.port)).ev).toBe("connected");
   c.send({ op: "send", id: 1, data: new TextEncoder().encode("hello") });
   await c.waitBytes(1, 5);
-  await Bun.sleep(30);
+  await Bun.sleep(30); // the stream lives at least 30 ms, so its logged duration must be at least 25
   c.send({ op: "close", id: 1 });
   await c.next(1);
   // 2: by IP literal; the target sends 3000 bytes and closes.
@@ -54,13 +50,14 @@ test("one line per stream end with session, name, addr, rule, bytes each way, du
   // 4: UDP.
   c.send({ op: "connect_udp", id: 4, addr: "echo.test", port: echo.port });
   expect((await c.next(4)).ev).toBe("udp_bound");
+  const upBefore = srv.handler.ctx.metrics.bytesUp;
   c.send({ op: "send", id: 4, data: new Uint8Array(10) });
-  await Bun.sleep(30);
+  await waitFor(() => srv.handler.ctx.metrics.bytesUp >= upBefore + 10, "the datagram sent (the server's bytes-up counter)");
   // 5: still open when the session ends.
   expect((await c.connect(5, "echo.test", echo.port)).ev).toBe("connected");
   c.close();
-  await until(() => ends().length - before >= 4 + 1, "five audit lines");
-  await Bun.sleep(50);
+  await waitFor(() => ends().length - before >= 4 + 1, { what: "five audit lines", detail: () => ends().length - before });
+  await Bun.sleep(50); // exactly one line per stream: give a duplicate 50 ms to (wrongly) show up
 
   const mine = ends().slice(before);
   expect(mine.length).toBe(5); // exactly one per stream
@@ -90,7 +87,8 @@ test("a denied request leaves a `denied` line with the rule and no stream end; a
   expect(await c.connect(1, "echo.test", 25)).toMatchObject({ ev: "denied" });
   expect(await c.connect(2, "nowhere.test", 80)).toMatchObject({ ev: "error", code: "ENOTFOUND" });
   c.close();
-  await Bun.sleep(50);
+  await waitFor(() => lines.slice(before).some((l) => l.msg === "stream end"), "the failed look-up's stream end line");
+  await Bun.sleep(50); // the denied request must leave no stream end: give one 50 ms to (wrongly) show up
   const mine = lines.slice(before);
   const denied = mine.filter((l) => l.msg === "denied");
   expect(denied.length).toBe(1);

@@ -1,16 +1,24 @@
-// Per-session bandwidth limit (SPEC §5.1, §7) through a real wasmnet server: 8 Mbps is
+// Per-session bandwidth limit (docs/protocol.md#bandwidth) through a real wasmnet server: 8 Mbps is
 // 1 000 000 bytes/s with a one-second burst; over it the server slows down and loses nothing.
-// Rates are measured after the first second's burst (1 MB) has been spent.
+// Rates are measured after the first second's burst (1 MB) has been spent, from the arrival
+// times of the bytes (timestamps taken in the data callbacks, not by polling).
+//
+// The rate is the feature here, so these tests assert on time. The bounds are generous, because
+// a loaded machine delays the moments measured: no faster than 1.3× the limit (an unlimited
+// relay runs at 100+ MB/s) and no slower than 0.6× (throttling too hard would be a bug too).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parsePolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { makePayload, sha256, sourceServer } from "./helpers/targets.ts";
+import { waitFor, withTimeout } from "./helpers/wait.ts";
 
 const RATE = 1_000_000; // bytes per second at 8 Mbps
 const BURST = RATE;
 const MEASURED = 5 * RATE; // ~5 s past the burst
 const TOTAL = BURST + MEASURED;
+const MIN_RATE = 0.6 * RATE;
+const MAX_RATE = 1.3 * RATE;
 
 let limited: Awaited<ReturnType<typeof startServer>>;
 let unlimited: Awaited<ReturnType<typeof startServer>>;
@@ -51,15 +59,16 @@ async function download(url: string): Promise<{ rate: number; sha256: string; ms
   const c = await TestClient.open(url, "binary");
   try {
     const t0 = performance.now();
-    expect((await c.connect(1, "127.0.0.1", source.port)).ev).toBe("connected");
     let tBurst = 0;
-    while (c.receivedBytes(1) < TOTAL) {
-      if (tBurst === 0 && c.receivedBytes(1) >= BURST) tBurst = performance.now();
-      if (performance.now() - t0 > 20_000) throw new Error(`download stalled at ${c.receivedBytes(1)} bytes`);
-      await Bun.sleep(2);
-    }
-    const t1 = performance.now();
-    if (tBurst === 0) tBurst = t1;
+    let t1 = 0;
+    c.onEvent = (e) => {
+      if (e.ev !== "data" || e.id !== 1) return;
+      const now = performance.now();
+      if (tBurst === 0 && c.receivedBytes(1) >= BURST) tBurst = now;
+      if (t1 === 0 && c.receivedBytes(1) >= TOTAL) t1 = now;
+    };
+    expect((await c.connect(1, "127.0.0.1", source.port)).ev).toBe("connected");
+    await waitFor(() => t1 > 0, { what: `the whole ${TOTAL}-byte download`, timeoutMs: 20_000, detail: () => c.receivedBytes(1) });
     const past = TOTAL - BURST;
     return { rate: (past / (t1 - tBurst)) * 1000, sha256: sha256(c.received(1)), ms: t1 - t0 };
   } finally {
@@ -79,28 +88,28 @@ afterAll(async () => {
 });
 
 describe("bandwidth limit (8 Mbps)", () => {
-  test("a ~5 s download averages 0.8-1.2 MB/s, nothing lost", async () => {
+  test("a ~5 s download averages about 1 MB/s (0.6-1.3), nothing lost", async () => {
     const r = await download(limited.wsUrl);
     console.log(`download: ${(r.rate / 1e6).toFixed(3)} MB/s past the burst, ${Math.round(r.ms)} ms in all`);
     expect(r.sha256).toBe(expectedDown);
-    expect(r.rate).toBeGreaterThan(0.8 * RATE);
-    expect(r.rate).toBeLessThan(1.2 * RATE);
+    expect(r.rate).toBeGreaterThan(MIN_RATE);
+    expect(r.rate).toBeLessThan(MAX_RATE);
   }, 30_000);
 
-  test("a ~5 s upload averages 0.8-1.2 MB/s, nothing lost", async () => {
+  test("a ~5 s upload averages about 1 MB/s (0.6-1.3), nothing lost", async () => {
     const sink = timedSink(TOTAL);
     const data = makePayload(TOTAL, 3);
     const c = await TestClient.open(limited.wsUrl, "binary");
     try {
       expect((await c.connect(1, "127.0.0.1", sink.port)).ev).toBe("connected");
       for (let off = 0; off < TOTAL; off += 64 * 1024) c.send({ op: "send", id: 1, data: data.subarray(off, Math.min(TOTAL, off + 64 * 1024)) });
-      await Promise.race([sink.done, Bun.sleep(20_000)]);
+      await withTimeout(sink.done, `the whole ${TOTAL}-byte upload at the target`, 20_000);
       expect(sink.st.bytes).toBe(TOTAL);
       expect(sink.st.sha256).toBe(sha256(data));
       const rate = ((TOTAL - BURST) / (sink.st.tDone - sink.st.tBurst)) * 1000;
       console.log(`upload: ${(rate / 1e6).toFixed(3)} MB/s past the burst`);
-      expect(rate).toBeGreaterThan(0.8 * RATE);
-      expect(rate).toBeLessThan(1.2 * RATE);
+      expect(rate).toBeGreaterThan(MIN_RATE);
+      expect(rate).toBeLessThan(MAX_RATE);
       expect(c.events.filter((e) => e.ev === "error")).toEqual([]);
     } finally {
       c.close();
@@ -113,21 +122,26 @@ describe("bandwidth limit (8 Mbps)", () => {
     console.log(`two sessions: ${(a.rate / 1e6).toFixed(3)} and ${(b.rate / 1e6).toFixed(3)} MB/s`);
     for (const r of [a, b]) {
       expect(r.sha256).toBe(expectedDown);
-      expect(r.rate).toBeGreaterThan(0.8 * RATE);
-      expect(r.rate).toBeLessThan(1.2 * RATE);
+      expect(r.rate).toBeGreaterThan(MIN_RATE);
+      expect(r.rate).toBeLessThan(MAX_RATE);
     }
   }, 30_000);
 
   test("a throttled session does not slow an unthrottled one in the same process", async () => {
+    const down = () => limited.handler.ctx.metrics.bytesDown;
+    const before = down();
     const slow = download(limited.wsUrl);
-    await Bun.sleep(1500); // the limited session is now past its burst and being paused
+    // The limited session is past its burst and being paused (the server's own byte counter).
+    await waitFor(() => down() - before >= BURST + RATE / 5, { what: "the limited session past its burst", detail: () => down() - before });
     const fast = await download(unlimited.wsUrl);
     console.log(`unlimited session alongside: ${(TOTAL / fast.ms / 1e3).toFixed(1)} MB/s`);
     expect(fast.sha256).toBe(expectedDown);
-    expect(fast.ms).toBeLessThan(2000); // 6 MB: at 1 MB/s it would take over 5 s
+    // 6 MB at the 1 MB/s limit would take over 5 s; unthrottled it takes a fraction of a
+    // second, and 4 s leaves room for a loaded machine.
+    expect(fast.ms).toBeLessThan(4000);
     const s = await slow;
     expect(s.sha256).toBe(expectedDown);
-    expect(s.rate).toBeLessThan(1.2 * RATE);
+    expect(s.rate).toBeLessThan(MAX_RATE);
   }, 30_000);
 
   test("UDP datagrams over the limit are dropped and counted in /metrics", async () => {
@@ -149,20 +163,25 @@ describe("bandwidth limit (8 Mbps)", () => {
       // 60 × 50 000 = 3 MB over ~0.6 s: the burst (1 MB) and ~0.6 s of refill pass, the rest
       // is dropped. Paced, so the target's kernel buffer never overflows on its own.
       const n = 60;
+      const t0 = performance.now();
       for (let i = 0; i < n; i++) {
         c.send({ op: "send", id: 1, data: new Uint8Array(50_000) });
-        await Bun.sleep(10);
+        await Bun.sleep(10); // the pace (see above)
       }
-      for (let i = 0; i < 200 && received + limited.handler.ctx.metrics.udpDropped - before < n; i++) await Bun.sleep(10);
-      const dropped = limited.handler.ctx.metrics.udpDropped - before;
-      console.log(`udp: ${received} delivered, ${dropped} dropped`);
+      const sendMs = performance.now() - t0;
+      const dropped = () => limited.handler.ctx.metrics.udpDropped - before;
+      await waitFor(() => received + dropped() >= n, { what: `all ${n} datagrams delivered or dropped`, detail: () => ({ received, dropped: dropped() }) });
+      // What the bucket can have let through in the time the sends took (~0.6 s unloaded; a
+      // loaded machine stretches the pace, and the bound follows), plus 10 datagrams of slack.
+      const maxDelivered = Math.ceil((BURST + (RATE * sendMs) / 1000) / 50_000) + 10;
+      console.log(`udp: ${received} delivered, ${dropped()} dropped (at most ${maxDelivered} could pass)`);
       expect(received).toBeGreaterThanOrEqual(20); // the burst went through
-      expect(received).toBeLessThanOrEqual(45);
-      expect(dropped).toBeGreaterThanOrEqual(15);
-      expect(received + dropped).toBe(n);
+      expect(received).toBeLessThanOrEqual(maxDelivered);
+      expect(dropped()).toBeGreaterThanOrEqual(n - maxDelivered);
+      expect(received + dropped()).toBe(n);
       const text = await (await fetch(new URL("/metrics", limited.url))).text();
       const line = text.split("\n").find((l) => l.startsWith("wasmnet_udp_dropped_total "));
-      expect(Number(line?.split(" ")[1])).toBeGreaterThanOrEqual(dropped);
+      expect(Number(line?.split(" ")[1])).toBeGreaterThanOrEqual(dropped());
       expect(c.events.filter((e) => e.ev === "error")).toEqual([]); // dropped, never an error
     } finally {
       c.close();

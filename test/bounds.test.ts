@@ -1,4 +1,4 @@
-// Memory stays bounded whatever a client does (SPEC §4.4, §5.1): a client that stops reading
+// Memory stays bounded whatever a client does (docs/protocol.md#flow-control, #version-1-stream-buffer): a client that stops reading
 // pauses the target instead of filling the server; a target that stops reading ends only its
 // own stream with ELIMIT.
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -7,6 +7,7 @@ import { TestClient } from "./helpers/client.ts";
 import { rawWebSocket } from "./helpers/raw-ws.ts";
 import { spawnServer, type Child } from "./helpers/spawn.ts";
 import { echoServer, sinkServer } from "./helpers/targets.ts";
+import { waitFor, waitForSteady } from "./helpers/wait.ts";
 import type { Socket } from "bun";
 
 let child: Child;
@@ -35,19 +36,17 @@ test("a client that stops reading while the target floods: server RSS grows < 64
   ws.pause(); // never read what the server sends
   const before = child.rssBytes();
   ws.sendBinary(encodeBinaryRequest({ op: "connect", id: 1, addr: "127.0.0.1", port: flood.port }));
-  await Bun.sleep(3000);
-  const pushedAfter3s = pushed;
-  await Bun.sleep(1000);
+  const stalledAt = await waitForSteady(() => pushed, { what: "the flood to stall", quietMs: 500, timeoutMs: 20_000 });
+  await Bun.sleep(1000); // stalled means it stays stalled: 1 s more in which it must not move on
   const growth = child.rssBytes() - before;
   // The target is stalled (kernel buffers plus the server's watermark), not streaming into RAM.
-  expect(pushed - pushedAfter3s).toBeLessThan(1024 * 1024);
+  expect(pushed - stalledAt).toBeLessThan(1024 * 1024);
   expect(pushed).toBeLessThan(64 * 1024 * 1024);
   expect(growth).toBeLessThan(64 * 1024 * 1024);
   // And it flows again once the client reads.
   ws.resume();
-  const start = Date.now();
-  while (pushed < pushedAfter3s + 32 * 1024 * 1024 && Date.now() - start < 20_000) await Bun.sleep(20);
-  expect(pushed).toBeGreaterThan(pushedAfter3s + 32 * 1024 * 1024);
+  await waitFor(() => pushed > stalledAt + 32 * 1024 * 1024, { what: "32 MiB more once the client reads", timeoutMs: 20_000, detail: () => pushed - stalledAt });
+  expect(pushed).toBeGreaterThan(stalledAt + 32 * 1024 * 1024);
   ws.close();
   flood.stop(true);
 }, 40_000);
@@ -68,15 +67,13 @@ test("40 targets flooding one session that stops reading: all held, RSS grows < 
   ws.pause();
   const before = child.rssBytes();
   for (let id = 1; id <= 40; id++) ws.sendBinary(encodeBinaryRequest({ op: "connect", id, addr: "127.0.0.1", port: flood.port }));
-  await Bun.sleep(3000);
-  const stalledAt = pushed;
-  await Bun.sleep(1000);
+  const stalledAt = await waitForSteady(() => pushed, { what: "the 40 floods to stall", quietMs: 500, timeoutMs: 20_000 });
+  await Bun.sleep(1000); // stalled means it stays stalled: 1 s more in which it must not move on
   // Kernel socket buffers take a few MiB per connection; the relay itself holds little.
   expect(pushed - stalledAt).toBeLessThan(4 * 1024 * 1024);
   expect(child.rssBytes() - before).toBeLessThan(64 * 1024 * 1024);
   ws.resume(); // the session was not closed for it: it flows again
-  const start = Date.now();
-  while (pushed < stalledAt + 64 * 1024 * 1024 && Date.now() - start < 20_000) await Bun.sleep(20);
+  await waitFor(() => pushed > stalledAt + 64 * 1024 * 1024, { what: "64 MiB more once the client reads", timeoutMs: 20_000, detail: () => pushed - stalledAt });
   expect(pushed).toBeGreaterThan(stalledAt + 64 * 1024 * 1024);
   ws.close();
   flood.stop(true);
@@ -95,10 +92,9 @@ test("a target that stops reading while the client floods: ELIMIT on that stream
   while (!err && sent < 256 * 1024 * 1024) {
     c.send({ op: "send", id: 1, data: chunk });
     sent += chunk.length;
-    if (c.ws.bufferedAmount > 4 * 1024 * 1024) await Bun.sleep(5);
+    if (c.ws.bufferedAmount > 4 * 1024 * 1024) await waitFor(() => err || c.ws.bufferedAmount <= 4 * 1024 * 1024, { what: "the WebSocket's send buffer to drain", timeoutMs: 30_000 });
   }
-  const start = Date.now();
-  while (!err && Date.now() - start < 10_000) await Bun.sleep(10);
+  await waitFor(() => err, { what: "ELIMIT on the stream whose target stopped reading", detail: () => `${sent} bytes sent` });
   expect(err).not.toBeNull();
   expect(err!.ev).toBe("error");
   expect(err!.code).toBe("ELIMIT");

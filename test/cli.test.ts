@@ -1,9 +1,12 @@
 // The wasmnet command as users run it: flags, logs, the relay, and a clean SIGTERM.
 import { expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestClient } from "./helpers/client.ts";
 import { spawnServer } from "./helpers/spawn.ts";
 import { echoServer } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 import pkg from "../package.json" with { type: "json" };
 
 const cli = join(import.meta.dir, "../src/cli.ts");
@@ -35,6 +38,15 @@ test("bad flag values fail with a message and exit 2", () => {
   expect(f.stderr.toString()).toContain("/nonexistent/policy.toml");
 });
 
+test("integer flags take whole numbers only: decimals, exponents, hex and signs fail with exit 2", () => {
+  for (const [flag, value] of [["--port", "1.5"], ["--port", "80.0"], ["--pool-per-key", "1e3"], ["--pool-idle-secs", "0x10"], ["--port", "-1"], ["--port", ""], ["--max-bandwidth-mbps", "2.5"]]) {
+    const r = run([flag!, value!]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.toString()).toContain(`${flag} must be a whole number`);
+    expect(r.stderr.toString()).toContain(`got "${value}"`);
+  }
+});
+
 test("relays, logs JSON lines, and exits 0 on SIGTERM closing sessions with 1001", async () => {
   const echo = echoServer();
   const child = await spawnServer(["--no-policy"]);
@@ -47,7 +59,8 @@ test("relays, logs JSON lines, and exits 0 on SIGTERM closing sessions with 1001
     const start = Date.now();
     const code = await child.stop("SIGTERM");
     expect(code).toBe(0);
-    expect(Date.now() - start).toBeLessThan(5000);
+    // Prompt shutdown is the point (no hanging on open sessions); 10 s is generous for a loaded machine.
+    expect(Date.now() - start).toBeLessThan(10_000);
     expect(await closed).toBe(1001);
     for (const line of child.logs().trim().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
     expect(child.logs()).toContain('"msg":"stream end"');
@@ -62,7 +75,7 @@ test("WASMNET_LOG sets the level when --log-level is absent", async () => {
   c.send({ op: "close", id: 77 });
   await c.next(77);
   c.close();
-  await Bun.sleep(100);
+  await waitFor(() => child.logs().includes('"level":"debug"'), { what: "a debug line in the log", detail: child.logs });
   expect(await child.stop()).toBe(0);
   expect(child.logs()).toContain('"level":"debug"');
 });
@@ -93,4 +106,32 @@ test("policy check validates a file and explains each destination", () => {
   expect(r.exitCode).toBe(1); // something was denied
   const bad = run(["policy", "check", "/nonexistent.toml"]);
   expect(bad.exitCode).toBe(2);
+});
+
+test("policy check exits 0 when every destination is allowed (FILE is not taken for a destination)", () => {
+  const file = join(import.meta.dir, "fixtures/policy.example.toml");
+  const r = run(["policy", "check", file, "[2606:4700::1111]:443"]);
+  expect(r.stdout.toString()).not.toContain("not a HOST:PORT");
+  expect(r.exitCode).toBe(0);
+});
+
+test("policy check --profile explains decisions under that profile; an unknown profile exits 2", () => {
+  const dir = mkdtempSync(join(tmpdir(), "wasmnet-cli-"));
+  const file = join(dir, "policy.toml");
+  writeFileSync(file, '[network]\ndeny = ["nonpublic"]\n\n[profiles.web.network]\nallow = ["*:443"]\n[profiles.web.limits]\nmax_sessions_per_identity = 2\n');
+  const top = run(["policy", "check", file, "1.1.1.1:22"]);
+  expect(top.stdout.toString()).toContain("profiles: web");
+  expect(top.exitCode).toBe(0);
+  const web = run(["policy", "check", file, "--profile", "web", "1.1.1.1:443", "1.1.1.1:22", "127.0.0.1:443"]);
+  const out = web.stdout.toString();
+  expect(out).toContain("profile: web");
+  expect(out).toContain("limits.max_sessions_per_identity: 2");
+  expect(out).toContain('allowed 1.1.1.1:443: rule "*:443"');
+  expect(out).toContain('denied  1.1.1.1:22: rule "default": no allow entry matches 1.1.1.1:22');
+  expect(out).toContain('denied  127.0.0.1:443: rule "nonpublic"');
+  expect(web.exitCode).toBe(1);
+  const nope = run(["policy", "check", "--profile", "nope", file, "1.1.1.1:443"]);
+  expect(nope.exitCode).toBe(2);
+  expect(nope.stderr.toString()).toContain('--profile: unknown profile "nope" (profiles: web)');
+  expect(nope.stdout.toString()).toBe("");
 });

@@ -1,11 +1,12 @@
 // The browser client in real headless Chromium (Debian's /usr/bin/chromium via playwright-core),
 // against a real wasmnet server and real targets on 127.0.0.1. Every test runs in both framings.
-// Without /usr/bin/chromium every test here is skipped, with a loud warning.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+// Without /usr/bin/chromium (or openssl, for the test CA) every test here is skipped, with a loud
+// warning — or fails, naming what is missing, where CI requires them.
+import { afterAll, beforeAll, describe, expect } from "bun:test";
 import type { Page } from "playwright-core";
 import { createServer, type WasmnetServer } from "../src/index.ts";
 import { silentLogger } from "../src/log.ts";
-import { haveChromium, launchBrowser, openPage, unhandledIn, warnNoChromium, type Browser, type PageProblems } from "./helpers/browser.ts";
+import { launchBrowser, openPage, unhandledIn, type Browser, type PageProblems } from "./helpers/browser.ts";
 import {
   duplexServer,
   floodServer,
@@ -17,10 +18,12 @@ import {
   udpEchoServer,
   type TestPki,
 } from "./helpers/client-targets.ts";
+import { needing } from "./helpers/components.ts";
 import { echoServer, freePort } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 
-const it = haveChromium ? test : test.skip;
-if (!haveChromium) warnNoChromium("test/client-browser.test.ts");
+const browserNeeds = needing("chromium", "openssl");
+const it = browserNeeds.test;
 
 const MiB = 1 << 20;
 const BIG = 50 * MiB;
@@ -90,7 +93,7 @@ async function expectNoPageProblems(p: Page = page, pr: PageProblems = problems)
 }
 
 beforeAll(async () => {
-  if (!haveChromium) return;
+  if (!browserNeeds.available) return;
   const build = Bun.spawnSync([process.execPath, "scripts/build-client.ts"], { cwd: `${import.meta.dir}/..`, stdout: "pipe", stderr: "pipe" });
   if (build.exitCode !== 0) throw new Error(`client build failed:\n${build.stderr.toString()}`);
   pki = makePki();
@@ -107,7 +110,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (!haveChromium) return;
+  if (!browserNeeds.available) return;
   await browser?.close();
   await srv?.stop();
   await policySrv?.stop();
@@ -159,8 +162,14 @@ for (const binary of [false, true]) {
           c.send(a, enc.encode("wasm"));
           c.send(a, enc.encode("net").buffer);
           const want = enc.encode("héllo wasmnet").length;
-          // Register onData only after the echo has certainly arrived: it must be replayed.
-          await new Promise((r) => setTimeout(r, 300));
+          // Register onData only after the whole echo has arrived (it waits undelivered in the
+          // socket's inbox, a private field of the client): it must be replayed.
+          const inboxed = () => ((c as unknown as { sockets: Map<number, { inbox: Uint8Array[] }> }).sockets.get(a)?.inbox ?? []).reduce((n, d) => n + d.length, 0);
+          const deadline = Date.now() + 10_000;
+          while (inboxed() < want) {
+            if (Date.now() > deadline) throw new Error(`the echo did not arrive within 10 s (${inboxed()} of ${want} bytes in the inbox)`);
+            await new Promise((r) => setTimeout(r, 5));
+          }
           const parts: number[] = [];
           await new Promise<void>((resolve) =>
             c.onData(a, (d: Uint8Array) => {
@@ -241,7 +250,12 @@ for (const binary of [false, true]) {
             }),
           );
           c.send(id, "ping");
-          await new Promise((r) => setTimeout(r, 100));
+          // The answer from A first, then the datagram to B.
+          const deadline = Date.now() + 10_000;
+          while (got.length < 1) {
+            if (Date.now() > deadline) throw new Error("no answer from A within 10 s");
+            await new Promise((r) => setTimeout(r, 5));
+          }
           c.sendTo(id, "127.0.0.1", portB, "pong");
           await two;
           c.disconnect();
@@ -463,7 +477,7 @@ for (const binary of [false, true]) {
               const sending = (async () => {
                 try {
                   for (let i = 0; i < 512; i++) {
-                    const t = setTimeout(() => (st.blocked = true), 500);
+                    const t = setTimeout(() => (st.blocked = true), 500); // stuck: no credit for 500 ms
                     await c.sendAsync(id, chunk);
                     clearTimeout(t);
                     st.sent += chunk.length;
@@ -478,13 +492,14 @@ for (const binary of [false, true]) {
             { clientUrl: clientUrl(), wsUrl: wsUrl(own), binary, port: flood.port },
           );
           // Wait until data is flowing down and an upload promise is stuck on credit.
-          const deadline = Date.now() + 30_000;
           let st: { received: number; blocked: boolean } = { received: 0, blocked: false };
-          while (Date.now() < deadline) {
-            st = await p.evaluate(() => (window as unknown as { killState: { received: number; blocked: boolean } }).killState);
-            if (st.received > 2 * MiB && st.blocked) break;
-            await Bun.sleep(50);
-          }
+          await waitFor(
+            async () => {
+              st = await p.evaluate(() => (window as unknown as { killState: { received: number; blocked: boolean } }).killState);
+              return st.received > 2 * MiB && st.blocked;
+            },
+            { what: "data flowing down and an upload stuck on credit", timeoutMs: 30_000, intervalMs: 50, detail: () => st },
+          );
           expect(st.received).toBeGreaterThan(2 * MiB);
           expect(st.blocked).toBe(true);
 
@@ -499,7 +514,7 @@ for (const binary of [false, true]) {
               killReader: Promise<string>;
             };
             const within = <T>(what: string, pr: Promise<T>) =>
-              Promise.race([pr, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} still pending after 5 s`)), 5000))]);
+              Promise.race([pr, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} still pending after 10 s`)), 10_000))]);
             await within("onClose", w.killClosed);
             await within("sendAsync", w.killSending);
             const reader = await within("reader", w.killReader);
@@ -517,7 +532,7 @@ for (const binary of [false, true]) {
             } catch (e) {
               sendAfter = (e as { code: string }).code;
             }
-            await new Promise((r) => setTimeout(r, 200)); // let any unhandled rejection surface
+            await new Promise((r) => setTimeout(r, 200)); // nothing may happen late: let any unhandled rejection surface
             return { ...w.killState, reader, after, sendAfter };
           });
           expect(r).toMatchObject({ closeFired: 1, closeCode: "ECLOSED", sendErr: "ECLOSED", reader: "error", readErr: "ECLOSED", after: "ECLOSED", sendAfter: "ECLOSED" });

@@ -5,11 +5,21 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ServerWebSocket } from "bun";
 import { WasmnetClient, WasmnetError } from "../client/src/index.ts";
-import { decodeBinaryRequest, decodeJsonRequest, encodeBinaryEvent, encodeJsonEvent, type Event, type Request } from "../src/protocol/index.ts";
+import {
+  decodeBinaryEvent,
+  decodeBinaryRequest,
+  decodeJsonEvent,
+  decodeJsonRequest,
+  encodeBinaryEvent,
+  encodeJsonEvent,
+  type Event,
+  type Request,
+} from "../src/protocol/index.ts";
 import { createServer, type WasmnetServer } from "../src/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { duplexServer, sha256hex, testBytes } from "./helpers/client-targets.ts";
 import { echoServer, freePort } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 // ---- unhandled rejections anywhere in this file fail it ----
 const unhandled: unknown[] = [];
@@ -20,12 +30,20 @@ afterAll(() => {
   expect(unhandled).toEqual([]);
 });
 
-async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
+/**
+ * What a client's WebSocket has received: frames, and data bytes per id. The listener is added
+ * after the client's own handler, in the same dispatch: once a count is reached, the client has
+ * handled those frames too (which is how a test knows data waits undelivered, to be replayed).
+ */
+function wireOf(c: WasmnetClient): { frames: number; dataBytes(id: number): number } {
+  const bytes = new Map<number, number>();
+  const wire = { frames: 0, dataBytes: (id: number) => bytes.get(id) ?? 0 };
+  c.webSocket.addEventListener("message", (m: MessageEvent) => {
+    wire.frames++;
+    const e = typeof m.data === "string" ? decodeJsonEvent(m.data) : decodeBinaryEvent(new Uint8Array(m.data as ArrayBuffer));
+    if (e.ev === "data") bytes.set(e.id, (bytes.get(e.id) ?? 0) + e.data.length);
+  });
+  return wire;
 }
 
 const codeOf = async (p: Promise<unknown>): Promise<string> => {
@@ -147,7 +165,7 @@ describe("negotiation", () => {
       const id = await c.connect("127.0.0.1", 7);
       c.send(id, new Uint8Array(300_000));
       expect(c.bufferedAmount(id)).toBe(0);
-      await waitFor("all bytes", () => peer.peers[0]!.sent(id).length === 300_000);
+      await waitFor(() => peer.peers[0]!.sent(id).length === 300_000, "all bytes");
       expect(() => c.shutdown(id)).toThrow(expect.objectContaining({ code: "ENOTSUP" }) as never);
       c.disconnect();
     } finally {
@@ -206,23 +224,23 @@ describe("flow control", () => {
       const data = Uint8Array.from({ length: 25 }, (_, i) => i);
       c.send(id, data);
       data.fill(0xff); // the caller reuses its buffer: what was queued must not change
-      await waitFor("first 10 bytes", () => p.sent(id).length === 10);
-      await Bun.sleep(30);
+      await waitFor(() => p.sent(id).length === 10, "first 10 bytes");
+      await Bun.sleep(30); // nothing more may be sent without credit: give it 30 ms to (wrongly) show up
       expect(p.sent(id).length).toBe(10);
       expect(c.bufferedAmount(id)).toBe(15);
 
       let settled = false;
       const more = c.sendAsync(id, Uint8Array.from([100, 101, 102, 103, 104])).then(() => (settled = true));
-      await Bun.sleep(20);
+      await Bun.sleep(20); // it must not settle without credit: give it 20 ms to (wrongly) do so
       expect(settled).toBe(false);
       expect(c.bufferedAmount(id)).toBe(20);
 
       p.emit({ ev: "credit", id, bytes: 4 });
-      await waitFor("4 more bytes", () => p.sent(id).length === 14);
+      await waitFor(() => p.sent(id).length === 14, "4 more bytes");
       expect(settled).toBe(false);
       p.emit({ ev: "credit", id, bytes: 100 });
       await more;
-      await waitFor("all 30 bytes", () => p.sent(id).length === 30);
+      await waitFor(() => p.sent(id).length === 30, "all 30 bytes");
       expect(p.sent(id)).toEqual([...Array.from({ length: 25 }, (_, i) => i), 100, 101, 102, 103, 104]);
       expect(c.bufferedAmount(id)).toBe(0);
       // Sends were split at the credit boundaries: 10, 4, then the remaining 11 + 5.
@@ -241,7 +259,7 @@ describe("flow control", () => {
       const id = await c.connect("t", 1);
       await c.sendAsync(id, new Uint8Array(20));
       const p = peer.peers[0]!;
-      await waitFor("20 bytes", () => p.sent(id).length === 20);
+      await waitFor(() => p.sent(id).length === 20, "20 bytes");
       expect(p.reqs.filter((r) => r.op === "send").map((r) => (r as { data: Uint8Array }).data.length)).toEqual([8, 8, 4]);
       c.disconnect();
     } finally {
@@ -262,14 +280,15 @@ describe("flow control", () => {
       c.send(b, "abcdefgh");
       c.close(b);
       expect(() => c.send(a, "x")).toThrow(expect.objectContaining({ code: "ECLOSED" }) as never);
-      await Bun.sleep(30);
       const ops = () => p.reqs.filter((r) => r.op !== "hello" && r.op !== "connect").map((r) => `${r.op}:${r.id}`);
+      await waitFor(() => ops().length >= 2, "the first sends on a and b");
+      await Bun.sleep(30); // no shutdown or close may overtake the queued bytes: give one 30 ms to (wrongly) show up
       expect(ops()).toEqual([`send:${a}`, `send:${b}`]);
       p.emit({ ev: "credit", id: a, bytes: 4 });
       p.emit({ ev: "credit", id: b, bytes: 4 });
-      await waitFor("b closed", () => ops().includes(`close:${b}`));
+      await waitFor(() => ops().includes(`close:${b}`), "b closed");
       p.emit({ ev: "credit", id: a, bytes: 6 });
-      await waitFor("a shut down", () => ops().includes(`shutdown:${a}`));
+      await waitFor(() => ops().includes(`shutdown:${a}`), "a shut down");
       expect(ops()).toEqual([`send:${a}`, `send:${b}`, `send:${a}`, `send:${b}`, `close:${b}`, `send:${a}`, `shutdown:${a}`]);
       expect(new TextDecoder().decode(new Uint8Array(p.sent(a)))).toBe("0123456789");
       c.disconnect();
@@ -302,13 +321,16 @@ describe("events and replay", () => {
     });
     try {
       const c = new WasmnetClient(peer.url);
+      const wire = wireOf(c);
       await c.ready();
       const id = await c.connect("t", 1);
       const udp = await c.connectUdp("127.0.0.1", 53);
       const lis = await c.bind("127.0.0.1", 0);
       expect(udp).toEqual({ id: 2, port: 40000 });
       expect(lis).toEqual({ id: 3, port: 41000 });
-      await Bun.sleep(30);
+      // Every frame the peer sends (hello, 5 for the stream, 2 for UDP, 3 for the listener) has
+      // been handled before any callback is set.
+      await waitFor(() => wire.frames === 11, { what: "the peer's 11 frames", detail: () => wire.frames });
 
       const log: string[] = [];
       c.onData(id, (d) => log.push(`data:${new TextDecoder().decode(d)}`));
@@ -357,7 +379,7 @@ describe("events and replay", () => {
       c.onError(id, (e) => seen.push(`error:${e.code}`));
       c.onClose(id, (e) => seen.push(`close:${e?.code}`));
       c.send(id, "x");
-      await waitFor("close", () => seen.length === 2);
+      await waitFor(() => seen.length === 2, "close");
       expect(seen).toEqual(["error:ELIMIT", "close:ELIMIT"]);
       expect(() => c.send(id, "y")).toThrow(expect.objectContaining({ code: "ECLOSED" }) as never);
       expect(() => c.send(999, "y")).toThrow(expect.objectContaining({ code: "EBADID" }) as never);
@@ -383,7 +405,8 @@ describe("events and replay", () => {
         const stuck = c.sendAsync(a, "more than four bytes");
         const { readable } = c.stream(b);
         const read = readable.getReader().read();
-        await Bun.sleep(20);
+        const asked = () => peer.peers[0]!.reqs.map((r) => r.op);
+        await waitFor(() => (["resolve", "connect_tls", "send"] as const).every((op) => asked().includes(op)), { what: "resolve, connect_tls and send at the peer", detail: asked });
         if (how === "disconnect()") c.disconnect();
         else peer.peers[0]!.ws.close(1001, "going away");
         expect(await codeOf(pendingResolve)).toBe("ECLOSED");
@@ -425,14 +448,16 @@ describe("against a real wasmnet server", () => {
 
     test(`${framing}: echo with replay; ids 1, 2, 3; resolve; refused and denied`, async () => {
       const c = new WasmnetClient(url(), { binary });
+      const wire = wireOf(c);
       await c.ready();
       expect(c.version).toBe(2);
       const a = await c.connect("127.0.0.1", echo.port);
       c.send(a, "early bytes");
-      await Bun.sleep(100);
+      // The echo arrives before onData is set: it must be replayed.
+      await waitFor(() => wire.dataBytes(a) === 11, { what: "the echo on the wire", detail: () => wire.dataBytes(a) });
       const got: number[] = [];
       c.onData(a, (d) => got.push(...d));
-      await waitFor("echo", () => got.length === 11);
+      await waitFor(() => got.length === 11, "echo");
       expect(new TextDecoder().decode(new Uint8Array(got))).toBe("early bytes");
       const addrs = await c.resolve("localhost");
       expect(addrs).toContain("127.0.0.1");
@@ -501,7 +526,7 @@ describe("against a real wasmnet server", () => {
         n += d.length;
       });
       await c.sendAsync(id, payload);
-      await waitFor("3 MiB echoed", () => n === payload.length, 20_000);
+      await waitFor(() => n === payload.length, { what: "3 MiB echoed", timeoutMs: 20_000 });
       expect(sha256hex(Buffer.concat(got))).toBe(sha256hex(payload));
       c.disconnect();
     }, 30_000);

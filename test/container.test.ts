@@ -8,20 +8,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { component, needing } from "./helpers/components.ts";
 import { BUN, REPO, compiledVersionRe, echoTarget, healthz, relaySmoke, startWasmnet, tempDir, warnSkipped } from "./helpers/release.ts";
 
-const isRoot = process.getuid?.() === 0;
-const CHROOT = Bun.which("chroot");
+// Running the image root needs Linux, root, chroot, unshare and ldd; without them it is skipped.
+const image = needing("chroot");
+const CHROOT = component("chroot").path;
 const UNSHARE = Bun.which("unshare");
-const canChroot = process.platform === "linux" && isRoot && !!CHROOT && !!UNSHARE && !!Bun.which("ldd");
-if (!canChroot) {
-  warnSkipped(
-    "test/container.test.ts",
-    `the image root filesystem is NOT run: this needs Linux, root (uid ${process.getuid?.()}), chroot, unshare and ldd.`,
-  );
-}
-const SYSTEMD_ANALYZE = Bun.which("systemd-analyze");
-if (!SYSTEMD_ANALYZE) warnSkipped("test/container.test.ts", "systemd-analyze is missing, so deploy/wasmnet.service is NOT verified.");
+const systemd = needing("systemd-analyze");
+const SYSTEMD_ANALYZE = component("systemd-analyze").path;
 
 const dockerfile = readFileSync(join(REPO, "Dockerfile"), "utf8");
 const stages = dockerfile.split(/^FROM\s+/m).slice(1);
@@ -41,7 +36,7 @@ let buildError = "";
 let imageFiles: string[] = [];
 
 beforeAll(() => {
-  if (!canChroot) return;
+  if (!image.available) return;
   const b = Bun.spawnSync([BUN, "scripts/build.ts", "--outfile", bin], { cwd: REPO, stdout: "pipe", stderr: "pipe" });
   if (b.exitCode !== 0) buildError = `scripts/build.ts failed:\n${b.stdout}\n${b.stderr}`;
   else {
@@ -115,7 +110,7 @@ describe("Dockerfile", () => {
 });
 
 describe("the image root filesystem (deploy/rootfs.sh), run with chroot", () => {
-  test.skipIf(!canChroot)("holds the binary, the loader and ldd's libraries, the CA bundle, passwd, /tmp — and nothing else", () => {
+  image.test("holds the binary, the loader and ldd's libraries, the CA bundle, passwd, /tmp — and nothing else", () => {
     expect(buildError).toBe("");
     const libs = Bun.spawnSync(["ldd", bin]).stdout.toString().match(/\/\S+/g)!;
     expect(libs.length).toBeGreaterThan(1);
@@ -132,14 +127,14 @@ describe("the image root filesystem (deploy/rootfs.sh), run with chroot", () => 
     );
   });
 
-  test.skipIf(!canChroot)("no shell or other tools: the chroot is real", () => {
+  image.test("no shell or other tools: the chroot is real", () => {
     expect(buildError).toBe("");
     const sh = Bun.spawnSync(inImage(["/bin/sh", "-c", "true"]), { stdout: "pipe", stderr: "pipe" });
     expect(sh.exitCode).not.toBe(0);
     expect(sh.stderr.toString()).toContain("No such file or directory");
   });
 
-  test.skipIf(!canChroot)("as 65532 on a read-only root: --version, /healthz, relays by address and by name", async () => {
+  image.test("as 65532 on a read-only root: --version, /healthz, relays by address and by name", async () => {
     expect(buildError).toBe("");
     const v = Bun.spawnSync(inImage(["/wasmnet", "--version"]), { env: {}, stdout: "pipe", stderr: "pipe" });
     expect(v.stderr.toString()).toBe("");
@@ -164,7 +159,7 @@ describe("the image root filesystem (deploy/rootfs.sh), run with chroot", () => 
   if (!healthcheck) {
     warnSkipped("test/container.test.ts", "the Dockerfile has no HEALTHCHECK CMD (it needs a `wasmnet healthcheck` subcommand), so none is run.");
   }
-  test.skipIf(!canChroot || !healthcheck)("the Dockerfile's HEALTHCHECK passes while serving and fails once stopped", async () => {
+  (healthcheck ? image.test : test.skip)("the Dockerfile's HEALTHCHECK passes while serving and fails once stopped", async () => {
     const argv = (JSON.parse(healthcheck!) as string[]).map((a) => a.replace(":9000", ":PORT"));
     const srv = await startWasmnet(inImage(["/wasmnet", "--host", "127.0.0.1", "--port", "0", "--no-policy"]), { cwd: work, env: {} });
     const probe = (port: number) => Bun.spawnSync(inImage(argv.map((a) => a.replace(":PORT", `:${port}`))), { env: {} }).exitCode;
@@ -178,7 +173,7 @@ describe("the image root filesystem (deploy/rootfs.sh), run with chroot", () => 
 });
 
 describe("deploy/wasmnet.service", () => {
-  test.skipIf(!SYSTEMD_ANALYZE)("systemd-analyze verify: no unknown or invalid settings", () => {
+  systemd.test("systemd-analyze verify: no unknown or invalid settings", () => {
     const unit = readFileSync(join(REPO, "deploy/wasmnet.service"), "utf8");
     expect(unit).toContain("ExecStart=/usr/local/bin/wasmnet ");
     // verify needs ExecStart to exist; point it at a real executable, keep everything else.

@@ -1,4 +1,4 @@
-// Destination rules end to end (SPEC §5.1, §6): names are resolved once by the server (here by an
+// Destination rules end to end (docs/protocol.md#destinations-and-the-policy): names are resolved once by the server (here by an
 // injected resolver), every answer is checked, and the connection goes to an address that
 // passed — never to a second look-up. Targets count what reaches them.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
@@ -6,6 +6,7 @@ import type { Socket } from "bun";
 import { parsePolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 /** A TCP target on `host`:`port` that counts accepts and echoes. */
 function countingTarget(host: string, port = 0) {
@@ -155,8 +156,8 @@ describe("names through the server", () => {
     expect((await c.next(1)).ev).toBe("udp_bound");
     for (let i = 0; i < 6; i++) c.send({ op: "send_to", id: 1, addr: "flip.test", port: u1.port, data: new Uint8Array([i]) });
     for (let i = 0; i < 3; i++) expect(await c.next(1)).toMatchObject({ ev: "denied" });
-    for (let i = 0; i < 100 && u1.received < 3; i++) await Bun.sleep(10);
-    await Bun.sleep(50);
+    await waitFor(() => u1.received >= 3, { what: "the three allowed datagrams", detail: () => u1.received });
+    await Bun.sleep(50); // nothing more may arrive: give a stray datagram 50 ms to (wrongly) show up
     expect(u1.received).toBe(3);
     expect(u2.received).toBe(0);
   });
@@ -169,7 +170,8 @@ describe("names through the server", () => {
     expect(await c.connect(6, "allbad.test", port)).toMatchObject({ ev: "denied", id: 6 });
     c.send({ op: "resolve", id: 7, name: "mixed.test" });
     expect(await c.next(7)).toEqual({ ev: "resolved", id: 7, addrs: ["127.0.0.1"] });
-    await Bun.sleep(50);
+    await waitFor(() => good.accepted - goodBefore >= 5, { what: "the five connections at the allowed target", detail: () => good.accepted - goodBefore });
+    await Bun.sleep(50); // none may reach the denied address: give a stray one 50 ms to (wrongly) arrive
     expect(good.accepted - goodBefore).toBe(5);
     expect(bad.accepted - badBefore).toBe(0);
   });
@@ -215,7 +217,7 @@ describe("resolve, then connect to the address (getaddrinfo + connect)", () => {
     c.send({ op: "resolve", id: 2, name: "good.test" });
     expect(await c.next(2)).toEqual({ ev: "resolved", id: 2, addrs: ["127.0.0.1"] });
     expect(await c.connect(3, "127.0.0.1", port)).toEqual({ ev: "connected", id: 3 });
-    await Bun.sleep(20);
+    await waitFor(() => good.accepted > before, "the connection at the target");
     expect(good.accepted).toBe(before + 1);
     // The name's port qualifier still applies, and another session learned nothing.
     expect(await c.connect(4, "127.0.0.1", port + 1)).toMatchObject({ ev: "denied", id: 4 });

@@ -8,17 +8,12 @@ import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { spawnServer } from "./helpers/spawn.ts";
 import { echoServer, makePayload, sinkServer } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 type Hello = Extract<Event, { ev: "hello" }>;
 const MIB = 1024 * 1024;
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-
-async function until(cond: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await Bun.sleep(5);
-  return cond();
-}
 
 async function v2(url: string, framing: Framing = "json", features = ["flow", "half_close"]): Promise<{ c: TestClient; hello: Hello }> {
   const c = await TestClient.open(url, framing);
@@ -183,7 +178,11 @@ test("credits keep a 64 MiB upload to a slow target within the window; memory st
       sent += n;
       maxOutstanding = Math.max(maxOutstanding, sent - credited);
     }
-    expect(await until(() => received === total && credited === total, 60_000)).toBe(true);
+    await waitFor(() => received === total && credited === total, {
+      what: "the whole upload received and credited",
+      timeoutMs: 60_000,
+      detail: () => ({ received, credited, total }),
+    });
   } finally {
     clearInterval(sampler);
   }
@@ -213,7 +212,7 @@ test("spending more than the window is ELIMIT on that stream only", async () => 
     const piece = makePayload(32 * 1024, 4);
     for (let i = 0; i < 1024 && !c.events.some((e) => e.ev === "error" && e.id === 1); i++) {
       c.send({ op: "send", id: 1, data: piece });
-      if (i % 16 === 15) await Bun.sleep(1);
+      if (i % 16 === 15) await Bun.sleep(1); // yield, so the error event can arrive and end the flood
     }
     const e = await c.wait((e) => e.ev === "error" && e.id === 1, 20_000, "ELIMIT on id 1");
     expect(e).toMatchObject({ ev: "error", id: 1, code: "ELIMIT" });
@@ -244,12 +243,12 @@ test("shutdown: the target sees EOF and can still answer; then end and one close
     expect(await c.connect(1, "127.0.0.1", t.port)).toEqual({ ev: "connected", id: 1 });
     c.send({ op: "send", id: 1, data: enc("request") });
     c.send({ op: "shutdown", id: 1 });
-    expect(await until(() => t.eof)).toBe(true);
+    await waitFor(() => t.eof, "the target to see EOF");
     expect(t.text()).toBe("request");
     expect(await c.next(1)).toEqual({ ev: "end", id: 1 });
     expect(dec(c.received(1))).toBe("answer after eof");
     expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
-    await Bun.sleep(50);
+    await Bun.sleep(50); // nothing may follow closed: give a stray event 50 ms to (wrongly) show up
     expect(c.events.filter((e) => e.id === 1)).toEqual([]);
     c.close();
   } finally {
@@ -273,13 +272,13 @@ test("remote FIN: end; the client can still send; closed once both sides are don
     expect(await c.next(1)).toEqual({ ev: "end", id: 1 });
     expect(dec(c.received(1))).toBe("greeting");
     c.send({ op: "send", id: 1, data: enc("after your fin") });
-    expect(await until(() => t.text() === "after your fin")).toBe(true);
-    await Bun.sleep(100);
+    await waitFor(() => t.text() === "after your fin", { what: "the target to get our bytes after its FIN", detail: t.text });
+    await Bun.sleep(100); // no closed may come yet: give a premature one 100 ms to (wrongly) show up
     expect(c.events.filter((e) => e.id === 1)).toEqual([]); // not closed while we may still send
     expect(t.eof).toBe(false);
     c.send({ op: "shutdown", id: 1 });
     expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
-    expect(await until(() => t.eof || t.closed)).toBe(true);
+    await waitFor(() => t.eof || t.closed, "the target to see our FIN");
     expect(sock).not.toBeNull();
     c.close();
   } finally {
@@ -299,7 +298,7 @@ test("a version-1 client (no hello) gets closed on remote FIN, never end", async
     expect(await c.connect(1, "127.0.0.1", t.port)).toEqual({ ev: "connected", id: 1 });
     expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
     expect(dec(c.received(1))).toBe("bye");
-    await Bun.sleep(50);
+    await Bun.sleep(50); // nothing may follow closed: give a stray event 50 ms to (wrongly) show up
     expect(c.events.filter((e) => e.id === 1)).toEqual([]);
     c.close();
   } finally {
@@ -332,7 +331,7 @@ test("connect, send and shutdown before connected: the data, then EOF, reach the
     c.send({ op: "send", id: 1, data: enc("early bytes") });
     c.send({ op: "shutdown", id: 1 });
     expect(await c.next(1)).toEqual({ ev: "connected", id: 1 });
-    expect(await until(() => t.eof)).toBe(true);
+    await waitFor(() => t.eof, "the target to see EOF");
     expect(t.text()).toBe("early bytes");
     expect(await c.next(1)).toEqual({ ev: "end", id: 1 });
     expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
@@ -363,7 +362,7 @@ test("half-close on an accepted inbound connection: end on the dialer's FIN, shu
   c.send({ op: "send", id: acc.connId, data: enc("answer") });
   c.send({ op: "shutdown", id: acc.connId });
   expect(await c.next(acc.connId)).toEqual({ ev: "closed", id: acc.connId });
-  expect(await until(() => eof)).toBe(true);
+  await waitFor(() => eof, "the dialer to see our FIN");
   expect(got).toBe("answer");
   c.close();
 });

@@ -7,6 +7,7 @@ import type { Event } from "../src/protocol/messages.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, makePayload, sha256 } from "./helpers/targets.ts";
+import { waitFor, WaitTimeout } from "./helpers/wait.ts";
 
 type Accepted = Extract<Event, { ev: "accepted" }>;
 
@@ -49,23 +50,23 @@ async function dial(port: number, hostname = "127.0.0.1"): Promise<Dialer> {
   return d;
 }
 
-/** Resolves true if a connection to port is refused (or closed at once by the peer). */
+/** Resolves true if a connection to port is refused (or closed by the peer within 3 s). */
 async function refused(port: number): Promise<boolean> {
+  let d: Dialer;
   try {
-    const d = await dial(port);
-    await Bun.sleep(100);
-    const gone = d.closed;
-    d.socket.end();
-    return gone;
+    d = await dial(port);
   } catch {
     return true;
   }
-}
-
-async function until(cond: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await Bun.sleep(5);
-  return cond();
+  try {
+    await waitFor(() => d.closed, { what: `the peer on ${port} to close`, timeoutMs: 3000 });
+    return true;
+  } catch (e) {
+    if (e instanceof WaitTimeout) return false;
+    throw e;
+  } finally {
+    d.socket.end();
+  }
 }
 
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -101,7 +102,7 @@ describe.each(["json", "binary"] as const)("%s framing", (framing) => {
     await c.waitBytes(acc.connId, 12);
     expect(dec(c.received(acc.connId))).toBe("from outside");
     c.send({ op: "send", id: acc.connId, data: enc("from the browser") });
-    expect(await until(() => d.text() === "from the browser")).toBe(true);
+    await waitFor(() => d.text() === "from the browser", { what: '"from the browser" at the dialer', detail: d.text });
     // The remote side closes: one closed (version 1).
     d.socket.end();
     expect(await c.next(acc.connId)).toEqual({ ev: "closed", id: acc.connId });
@@ -144,7 +145,7 @@ test("two simultaneous inbound connections get distinct ids and separate data", 
   expect(sha256(c.received(id2))).toBe(sha256(p2));
   c.send({ op: "send", id: id2, data: enc("two") });
   c.send({ op: "send", id: id1, data: enc("one") });
-  expect(await until(() => d1.text() === "one" && d2.text() === "two")).toBe(true);
+  await waitFor(() => d1.text() === "one" && d2.text() === "two", { what: '"one" and "two" at their dialers', detail: () => [d1.text(), d2.text()] });
   c.close();
 });
 
@@ -159,11 +160,11 @@ test("closing the listener refuses new connections; accepted ones keep working",
   d.socket.write("still here");
   await c.waitBytes(acc.connId, 10);
   c.send({ op: "send", id: acc.connId, data: enc("me too") });
-  expect(await until(() => d.text() === "me too")).toBe(true);
+  await waitFor(() => d.text() === "me too", { what: '"me too" at the dialer', detail: d.text });
   c.send({ op: "close", id: acc.connId });
   expect(await c.next(acc.connId)).toEqual({ ev: "closed", id: acc.connId });
-  expect(await until(() => d.closed || d.ended)).toBe(true);
-  await Bun.sleep(50);
+  await waitFor(() => d.closed || d.ended, "the dialer to see the close");
+  await Bun.sleep(50); // no late accept may follow: give one 50 ms to (wrongly) show up
   expect(c.events.filter((e) => e.ev === "accepted")).toEqual([]);
   c.close();
 });
@@ -174,9 +175,9 @@ test("the WebSocket closing stops its listeners", async () => {
   const d = await dial(port);
   await c.next(1);
   c.close();
-  expect(await until(() => d.closed || d.ended)).toBe(true);
-  await Bun.sleep(100);
-  expect(await refused(port)).toBe(true);
+  await waitFor(() => d.closed || d.ended, "the dialer to see the close");
+  // The listener stops with the session; its port refuses once it has.
+  await waitFor(() => refused(port), `port ${port} to refuse connections`);
 });
 
 test("a taken port is EADDRINUSE", async () => {

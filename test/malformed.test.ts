@@ -1,5 +1,5 @@
 // Hostile and malformed input through a real server: every case gets a clear `error` on the
-// right id, and the same session keeps working afterwards (SPEC §4.2, §11).
+// right id, and the same session keeps working afterwards (docs/protocol.md#malformed-messages).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";

@@ -4,6 +4,7 @@ import { parsePolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 interface Family {
   help: string;
@@ -130,7 +131,7 @@ describe("/metrics", () => {
 
     // Everything closes with the session: the gauges come back down.
     c.close();
-    for (let i = 0; i < 100 && srv.handler.ctx.metrics.sessions > value(m0, "wasmnet_sessions"); i++) await Bun.sleep(10);
+    await waitFor(() => srv.handler.ctx.metrics.sessions <= value(m0, "wasmnet_sessions"), "the session to be released");
     const m3 = await scrape();
     expect(value(m3, "wasmnet_sessions")).toBe(value(m0, "wasmnet_sessions"));
     for (const kind of ["tcp", "tls", "udp", "listener", "inbound"]) expect(value(m3, "wasmnet_sockets", { kind })).toBe(0);

@@ -90,7 +90,7 @@ describe("installed from the tarball into an empty folder", () => {
     if (installCode !== 0) console.error(installLog);
     expect(installCode).toBe(0);
     const mods = readdirSync(join(app, "node_modules")).filter((n) => !n.startsWith("."));
-    expect(mods.sort()).toEqual(["citty", "ipaddr.js", "smol-toml", "wasmnet"]);
+    expect(mods.sort()).toEqual(["citty", "ipaddr.js", "jose", "smol-toml", "wasmnet"]);
     expect(existsSync(join(app, "node_modules/wasmnet/test"))).toBe(false);
   });
 

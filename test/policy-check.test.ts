@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { checkDestinations, formatPolicy } from "../src/policy/check.ts";
+import { UnknownProfileError, checkDestinations, formatPolicy } from "../src/policy/check.ts";
 import { defaultPolicy, parsePolicy, unrestrictedPolicy } from "../src/policy/load.ts";
+import { parseTokenAllow } from "../src/policy/token-allow.ts";
 
 const DNS: Record<string, string[]> = {
   "example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
@@ -90,5 +91,89 @@ describe("checkDestinations", () => {
   });
   test("no destinations", async () => {
     expect(await checkDestinations(defaultPolicy(), [], resolve)).toEqual({ lines: [], anyDenied: false });
+  });
+});
+
+const PROFILED = `
+[network]
+deny = ["nonpublic", "*:25"]
+[limits]
+max_sessions_per_identity = 5
+[auth]
+audience = "wasmnet"
+hs256_secret_file = "secret.key"
+[cluster]
+redis = "redis://default:hunter2@127.0.0.1:6379/0"
+
+[profiles.web.network]
+allow = ["*:443"]
+[profiles.web.limits]
+max_sessions_per_identity = 2
+max_bytes_per_day = 1000000
+
+[profiles.gh.network]
+deny = ["*"]
+allow = ["*.github.com:443"]
+`;
+
+describe("under a profile and a token's allow list", () => {
+  const cfg = parsePolicy(PROFILED, "/srv/p.toml");
+  test("formatPolicy lists the profiles at the top level and shows a profile's effective settings", () => {
+    const top = formatPolicy(cfg).split("\n");
+    expect(top).toContain("profiles: web, gh");
+    expect(top).toContain('allow "*"');
+    expect(top).toContain("limits.max_sessions_per_identity: 5");
+    expect(top).toContain("auth.audience: wasmnet");
+    expect(top).toContain("auth.hs256_secret_file: /srv/secret.key");
+    expect(top).toContain("auth.issuers: (any)");
+    expect(top).toContain("cluster.on_redis_error: local");
+    const web = formatPolicy(cfg, { profile: "web" }).split("\n");
+    expect(web).toContain("profile: web (the top level, with [profiles.web] tables over it)");
+    expect(web).toContain('deny "nonpublic"');
+    expect(web).toContain('allow "*:443"');
+    expect(web).not.toContain('allow "*"');
+    expect(web).toContain("limits.max_sessions_per_identity: 2");
+    expect(web).toContain("limits.max_bytes_per_day: 1000000");
+    expect(web).toContain("auth.audience: wasmnet");
+    expect(web.some((l) => l.startsWith("profiles:"))).toBe(false);
+  });
+  test("formatPolicy never prints a Redis password", () => {
+    const out = formatPolicy(cfg);
+    expect(out).not.toContain("hunter2");
+    expect(out).toContain("cluster.redis: redis://default:***@127.0.0.1:6379/0");
+  });
+  test("formatPolicy shows the token's entries", () => {
+    const out = formatPolicy(cfg, { profile: "web", tokenAllow: parseTokenAllow(["API.example.com:443"]) });
+    expect(out).toContain('token allow "API.example.com:443" (read as api.example.com:443)');
+    expect(formatPolicy(cfg, { tokenAllow: [] })).toContain("token allow: (none: every destination is refused)");
+  });
+  test("an unknown profile is an error naming the known ones", async () => {
+    expect(() => formatPolicy(cfg, { profile: "nope" })).toThrow(new UnknownProfileError('unknown profile "nope" (profiles: web, gh)'));
+    expect(() => formatPolicy(defaultPolicy(), { profile: "web" })).toThrow('unknown profile "web" (the file defines no profiles)');
+    await expect(checkDestinations(cfg, ["example.com:443"], resolve, { profile: "nope" })).rejects.toThrow(UnknownProfileError);
+  });
+  test("checkDestinations decides under the profile", async () => {
+    const r = await checkDestinations(cfg, ["example.com:443", "example.com:80", "127.0.0.1:443"], resolve, { profile: "web" });
+    expect(r.lines[0]).toStartWith('allowed example.com:443 via 93.184.215.14 [resolved: 93.184.215.14, 2606:2800:21f:cb07:6820:80da:af6b:8b2c]: rule "*:443"');
+    expect(r.lines[1]).toStartWith('denied  example.com:80 (not resolved): rule "default": no allow entry matches example.com:80');
+    expect(r.lines[2]).toStartWith('denied  127.0.0.1:443: rule "nonpublic"');
+    const top = await checkDestinations(cfg, ["example.com:80"], resolve);
+    expect(top.anyDenied).toBe(false);
+  });
+  test("checkDestinations narrows by the token and refuses names no entry could match before looking them up", async () => {
+    calls.length = 0;
+    const tokenAllow = parseTokenAllow(["api.github.com:443", "127.0.0.1"]);
+    const r = await checkDestinations(cfg, ["api.github.com:443", "github.com:443", "127.0.0.1:443", "api.github.com:22"], resolve, { profile: "gh", tokenAllow });
+    expect(r.lines[0]).toBe(
+      'allowed api.github.com:443 via 140.82.112.5 [resolved: 140.82.112.5]: rule "*.github.com:443": allow "*.github.com:443": api.github.com is a subdomain of github.com on port 443; token allow "api.github.com:443": name api.github.com matches on port 443',
+    );
+    expect(r.lines[1]).toBe('denied  github.com:443 (not resolved): rule "default": no allow entry matches github.com:443');
+    expect(r.lines[2]).toBe('denied  127.0.0.1:443: rule "default": no allow entry matches 127.0.0.1:443');
+    expect(r.lines[3]).toStartWith('denied  api.github.com:22 (not resolved): rule "default"');
+    const byName = parseTokenAllow(["api.github.com:443"]);
+    const t = await checkDestinations(cfg, ["example.com:443", "api.github.com:443"], resolve, { profile: "web", tokenAllow: byName });
+    expect(t.lines[0]).toBe('denied  example.com:443 (not resolved): rule "token allow": no entry of the token\'s allow list matches example.com:443');
+    expect(t.lines[1]).toStartWith("allowed api.github.com:443 via 140.82.112.5");
+    expect(calls).toEqual(["api.github.com", "api.github.com"]);
   });
 });

@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decideAddress } from "../src/policy/decide.ts";
+import { defaultMaxMemoryMb } from "../src/policy/memory-budget.ts";
 import { type PolicyConfig, PolicyFileError, defaultPolicy, loadPolicyFile, parsePolicy, unrestrictedPolicy } from "../src/policy/load.ts";
 
 const EXAMPLE = join(import.meta.dir, "fixtures/policy.example.toml");
@@ -33,18 +34,32 @@ describe("loading", () => {
   test("defaults", () => {
     const d = defaultPolicy();
     expect(d.source).toBeNull();
-    expect(d.denyText).toEqual(["nonpublic", "*:25"]);
-    expect(d.allowText).toEqual(["*"]);
-    expect(d.bindPortsText).toBe("3000-9999");
+    expect(d.rules.deny.map((e) => e.text)).toEqual(["nonpublic", "*:25"]);
+    expect(d.rules.allow.map((e) => e.text)).toEqual(["*"]);
     expect(d.bindPorts).toEqual([{ lo: 3000, hi: 9999 }]);
+    expect(d.bindPortsText).toBe("3000-9999");
     expect(d.bindAddrs).toEqual([]);
     expect(d.maxConnections).toBe(50);
     expect(d.maxBandwidthMbps).toBe(10);
     expect(d.connectionTimeoutSecs).toBe(30);
-    expect(d.limits).toEqual({ maxSessions: 1000, maxSessionsPerIp: 32, streamBufferBytes: 1048576, maxMessageBytes: 1048576, idleTimeoutSecs: 300 });
+    expect(d.limits).toEqual({
+      maxSessions: 1000,
+      maxSessionsPerIp: 32,
+      maxMemoryMb: defaultMaxMemoryMb(),
+      streamBufferBytes: 1048576,
+      maxMessageBytes: 1048576,
+      idleTimeoutSecs: 300,
+      maxSessionsPerIdentity: 0,
+      maxConnectionsPerIdentity: 0,
+      maxBandwidthMbpsPerIdentity: 0,
+      maxBytesPerDay: 0,
+    });
     expect(d.tls).toEqual({ caFile: null });
     expect(d.pool).toEqual({ idleSecs: 0, perKey: 8, warm: [] });
-    expect(d.server).toEqual({ allowedOrigins: null, trustedProxies: [] });
+    expect(d.server).toEqual({ allowedOrigins: null, trustedProxies: [], workers: 1, drainSecs: 5 });
+    expect(d.auth).toEqual({ required: false, audience: null, issuers: null, hs256SecretFile: null, jwksFile: null, leewaySecs: 30 });
+    expect(d.cluster).toEqual({ redis: null, leaseSecs: 15, onRedisError: "local" });
+    expect(d.profiles.size).toBe(0);
   });
   test("an empty file is the defaults", () => {
     expect({ ...parsePolicy("", "p.toml"), source: null } as PolicyConfig).toEqual(defaultPolicy());
@@ -82,9 +97,14 @@ connection_timeout_secs = 7.5
 [limits]
 max_sessions = 10
 max_sessions_per_ip = 2
+max_memory_mb = 512
 stream_buffer_bytes = 65536
 max_message_bytes = 131072
 idle_timeout_secs = 0
+max_sessions_per_identity = 3
+max_connections_per_identity = 20
+max_bandwidth_mbps_per_identity = 1.5
+max_bytes_per_day = 10_000_000_000
 [tls]
 ca_file = "certs/ca.pem"
 [pool]
@@ -93,20 +113,55 @@ per_key = 2
 warm = ["api.example.com:443", "[2606:4700::1111]:443"]
 [server]
 allowed_origins = ["https://app.example.com", "http://localhost:5173"]
+workers = "auto"
+drain_secs = 2.5
+[auth]
+required = true
+audience = "wasmnet"
+issuers = ["https://app.example"]
+hs256_secret_file = "keys/secret.key"
+jwks_file = "/keys/public.jwks.json"
+leeway_secs = 0
+[cluster]
+redis = "rediss://user:pw@redis.internal:6380/2"
+lease_secs = 5
+on_redis_error = "deny"
 `,
       "/etc/wasmnet/policy.toml",
     );
-    expect(cfg.denyText).toEqual(["*"]);
+    expect(cfg.rules.deny.map((e) => e.text)).toEqual(["*"]);
     expect(cfg.rules.allow.map((e) => e.text)).toEqual(["*.example.com:443", "[2606:4700::]/32:443"]);
     expect(cfg.bindPorts).toEqual([{ lo: 80, hi: 80 }, { lo: 3000, hi: 3010 }]);
     expect(cfg.bindAddrs.map((e) => e.text)).toEqual(["192.168.1.10", "fd00::/8"]);
     expect(cfg.maxConnections).toBe(0);
     expect(cfg.maxBandwidthMbps).toBe(2.5);
     expect(cfg.connectionTimeoutSecs).toBe(7.5);
-    expect(cfg.limits).toEqual({ maxSessions: 10, maxSessionsPerIp: 2, streamBufferBytes: 65536, maxMessageBytes: 131072, idleTimeoutSecs: 0 });
+    expect(cfg.limits).toEqual({
+      maxSessions: 10,
+      maxSessionsPerIp: 2,
+      maxMemoryMb: 512,
+      streamBufferBytes: 65536,
+      maxMessageBytes: 131072,
+      idleTimeoutSecs: 0,
+      maxSessionsPerIdentity: 3,
+      maxConnectionsPerIdentity: 20,
+      maxBandwidthMbpsPerIdentity: 1.5,
+      maxBytesPerDay: 10_000_000_000,
+    });
     expect(cfg.tls.caFile).toBe("/etc/wasmnet/certs/ca.pem");
     expect(cfg.pool).toEqual({ idleSecs: 30, perKey: 2, warm: ["api.example.com:443", "[2606:4700::1111]:443"] });
     expect(cfg.server.allowedOrigins).toEqual(["https://app.example.com", "http://localhost:5173"]);
+    expect(cfg.server.workers).toBe("auto");
+    expect(cfg.server.drainSecs).toBe(2.5);
+    expect(cfg.auth).toEqual({
+      required: true,
+      audience: "wasmnet",
+      issuers: ["https://app.example"],
+      hs256SecretFile: "/etc/wasmnet/keys/secret.key",
+      jwksFile: "/keys/public.jwks.json",
+      leewaySecs: 0,
+    });
+    expect(cfg.cluster).toEqual({ redis: "rediss://user:pw@redis.internal:6380/2", leaseSecs: 5, onRedisError: "deny" });
   });
   test("an empty allow list is kept (refuse everything), not replaced by the default", () => {
     const cfg = parsePolicy("[network]\nallow = []\n", "p.toml");
@@ -184,9 +239,9 @@ test("a policy written for the original wasmnet (CIDR deny list, six [network] k
   const { loadPolicyFile } = require("../src/policy/load.ts") as typeof import("../src/policy/load.ts");
   const { decideAddress } = require("../src/policy/decide.ts") as typeof import("../src/policy/decide.ts");
   const cfg = loadPolicyFile(new URL("./fixtures/original-policy.toml", import.meta.url).pathname);
-  expect(cfg.denyText).toEqual(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"]);
+  expect(cfg.rules.deny.map((e) => e.text)).toEqual(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"]);
   expect(cfg.maxConnections).toBe(50);
-  expect(cfg.bindPortsText).toBe("3000-9999");
+  expect(cfg.bindPorts).toEqual([{ lo: 3000, hi: 9999 }]);
   expect(decideAddress(cfg.rules, null, "127.0.0.1", 80).allowed).toBe(false);
   expect(decideAddress(cfg.rules, null, "10.1.2.3", 80).allowed).toBe(false);
   expect(decideAddress(cfg.rules, null, "8.8.8.8", 53).allowed).toBe(true);
@@ -200,4 +255,81 @@ test("[wisp] users and motd; bad passwords are named", () => {
   expect(() => parsePolicy('[wisp]\nusers = { alice = 5 }', "w.toml")).toThrow("w.toml: wisp.users.alice: expected a non-empty password string, got 5");
   expect(() => parsePolicy('[wisp]\nusers = ["alice:x"]', "w.toml")).toThrow("wisp.users");
   expect(() => parsePolicy('[wisp]\npasswords = {}', "w.toml")).toThrow("wisp.passwords: unknown key");
+});
+
+describe("identity, server and cluster keys", () => {
+  test("per-identity limits: 0 is unlimited, negatives and fractions where counts belong are refused", () => {
+    const cfg = parsePolicy("[limits]\nmax_sessions_per_identity = 0\nmax_bytes_per_day = 0\n", "p.toml");
+    expect(cfg.limits.maxSessionsPerIdentity).toBe(0);
+    fails("[limits]\nmax_sessions_per_identity = -1\n", "limits.max_sessions_per_identity: must be at least 0, got -1");
+    fails("[limits]\nmax_connections_per_identity = 2.5\n", "limits.max_connections_per_identity: expected an integer, got 2.5");
+    fails("[limits]\nmax_bandwidth_mbps_per_identity = -1\n", "limits.max_bandwidth_mbps_per_identity: must be 0 or more, got -1");
+    fails('[limits]\nmax_bytes_per_day = "10G"\n', 'limits.max_bytes_per_day: expected an integer, got "10G"');
+  });
+  test("max_memory_mb is a bound that cannot be switched off", () => {
+    fails("[limits]\nmax_memory_mb = 0\n", "limits.max_memory_mb: must be at least 1, got 0");
+    expect(parsePolicy("[limits]\nmax_memory_mb = 1\n", "p.toml").limits.maxMemoryMb).toBe(1);
+    expect(unrestrictedPolicy().limits.maxMemoryMb).toBe(defaultPolicy().limits.maxMemoryMb);
+  });
+  test("[server] workers is a whole number of at least 1, or \"auto\"; drain_secs 0 or more", () => {
+    expect(parsePolicy("[server]\nworkers = 4\n", "p.toml").server.workers).toBe(4);
+    for (const bad of ["0", "2.5", '"many"', '"AUTO"', "-1", "true"]) fails(`[server]\nworkers = ${bad}\n`, "server.workers: expected a whole number of at least 1 or \"auto\"");
+    expect(parsePolicy("[server]\ndrain_secs = 0\n", "p.toml").server.drainSecs).toBe(0);
+    fails("[server]\ndrain_secs = -1\n", "server.drain_secs: must be 0 or more, got -1");
+  });
+  test("[auth] types", () => {
+    fails('[auth]\nrequired = "yes"\n', 'auth.required: expected true or false, got "yes"');
+    fails('[auth]\naudience = ""\n', 'auth.audience: expected a non-empty string, got ""');
+    fails("[auth]\naudience = 5\n", "auth.audience: expected a non-empty string, got 5");
+    fails('[auth]\nissuers = "https://app.example"\n', "auth.issuers: expected an array of strings");
+    fails("[auth]\nissuers = []\n", "auth.issuers: an empty list would refuse every token");
+    fails('[auth]\nissuers = ["https://a.example", ""]\n', "auth.issuers[1]: expected a non-empty issuer");
+    fails("[auth]\nleeway_secs = -1\n", "auth.leeway_secs: must be at least 0, got -1");
+    fails("[auth]\nleeway_secs = 0.5\n", "auth.leeway_secs: expected an integer, got 0.5");
+    fails("[auth]\njwks_file = 1\n", "auth.jwks_file: expected a file path, got 1");
+    fails("[auth]\nalgorithms = [\"HS256\"]\n", "auth.algorithms: unknown key");
+  });
+  test("[auth] audience is required with any key file; required needs a key file", () => {
+    fails('[auth]\nhs256_secret_file = "s.key"\n', "auth.audience: required when hs256_secret_file or jwks_file is set");
+    fails('[auth]\njwks_file = "k.json"\nrequired = true\n', "auth.audience: required");
+    fails("[auth]\nrequired = true\n", "auth.required: true needs hs256_secret_file or jwks_file");
+    fails('[auth]\nrequired = true\naudience = "wasmnet"\n', "auth.required: true needs");
+    const ok = parsePolicy('[auth]\naudience = "wasmnet"\njwks_file = "k.json"\n', "/srv/wasmnet/policy.toml");
+    expect(ok.auth).toEqual({ required: false, audience: "wasmnet", issuers: null, hs256SecretFile: null, jwksFile: "/srv/wasmnet/k.json", leewaySecs: 30 });
+  });
+  test("[auth] key files are resolved next to the policy file and must exist (loadPolicyFile)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasmnet-policy-"));
+    const file = join(dir, "policy.toml");
+    writeFileSync(file, '[auth]\nrequired = true\naudience = "wasmnet"\nhs256_secret_file = "secret.key"\njwks_file = "keys/public.jwks.json"\n');
+    expect(() => loadPolicyFile(file)).toThrow(`${file}: auth.hs256_secret_file: file not found: "${join(dir, "secret.key")}"`);
+    writeFileSync(join(dir, "secret.key"), "x".repeat(32));
+    expect(() => loadPolicyFile(file)).toThrow(`${file}: auth.jwks_file: file not found: "${join(dir, "keys/public.jwks.json")}"`);
+    mkdirSync(join(dir, "keys"));
+    writeFileSync(join(dir, "keys/public.jwks.json"), '{"keys":[]}');
+    const cfg = loadPolicyFile(file);
+    expect(cfg.auth.hs256SecretFile).toBe(join(dir, "secret.key"));
+    expect(cfg.auth.jwksFile).toBe(join(dir, "keys/public.jwks.json"));
+  });
+  test("[cluster] redis URL, lease_secs, on_redis_error", () => {
+    expect(parsePolicy('[cluster]\nredis = "redis://127.0.0.1:6379"\n', "p.toml").cluster).toEqual({ redis: "redis://127.0.0.1:6379", leaseSecs: 15, onRedisError: "local" });
+    expect(parsePolicy('[cluster]\nredis = "redis://[::1]:6379/0"\n', "p.toml").cluster.redis).toBe("redis://[::1]:6379/0");
+    fails('[cluster]\nredis = "http://redis:6379"\n', 'cluster.redis: "http://redis:6379": scheme must be redis or rediss');
+    fails('[cluster]\nredis = "redis:6379"\n', "cluster.redis", "missing host");
+    fails('[cluster]\nredis = "redis://host:6379/zero"\n', "cluster.redis", "database number");
+    fails('[cluster]\nredis = "redis://host:99999"\n', "cluster.redis: not a URL");
+    fails('[cluster]\nredis = "redis://host/0?timeout=1"\n', "cluster.redis", "no query");
+    fails("[cluster]\nredis = 6379\n", 'cluster.redis: expected a URL like "redis://host:6379/0", got 6379');
+    fails("[cluster]\nlease_secs = 0\n", "cluster.lease_secs: must be at least 1, got 0");
+    fails("[cluster]\nlease_secs = 1.5\n", "cluster.lease_secs: expected an integer, got 1.5");
+    fails('[cluster]\non_redis_error = "fail"\n', 'cluster.on_redis_error: expected "local" or "deny", got "fail"');
+  });
+  test("a Redis password never appears in an error", () => {
+    const e = failure('[cluster]\nredis = "http://user:hunter2@redis:6379"\n', "cluster.redis", "scheme");
+    expect(e.message).not.toContain("hunter2");
+    expect(e.message).toContain("***");
+    const e2 = failure('[cluster]\nredis = "redis://:hunter2@host:6379/x"\n', "cluster.redis");
+    expect(e2.message).not.toContain("hunter2");
+    const e3 = failure('[cluster]\nredis = "redis://:hunter2@host:99999"\n', "cluster.redis");
+    expect(e3.message).not.toContain("hunter2");
+  });
 });

@@ -1,9 +1,10 @@
-// Connection pooling (SPEC §7) through a real wasmnet server, real WebSockets and real targets.
+// Connection pooling (README.md#connection-pooling) through a real wasmnet server, real WebSockets and real targets.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { unrestrictedPolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 type Srv = Awaited<ReturnType<typeof startServer>>;
 
@@ -46,14 +47,6 @@ function serialServer(opts: { banner?: string; idleCloseMs?: number } = {}) {
   return t;
 }
 
-async function until(cond: () => boolean, ms = 3000, what = "condition"): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
-
 /** Send `text` on id and return the serial of the target connection that answered. */
 async function ask(c: TestClient, id: number, text: string): Promise<number> {
   c.clearReceived(id);
@@ -78,7 +71,7 @@ async function setup(opts: { idleSecs?: number; perKey?: number; banner?: string
   cleanup.push(() => target.stop(), () => srv.stop());
   const pool = srv.handler.ctx.pool!;
   expect(pool).not.toBeNull();
-  return { target, srv, pool, metrics: srv.handler.ctx.metrics };
+  return { target, srv, pool };
 }
 
 describe("pool", () => {
@@ -89,24 +82,24 @@ describe("pool", () => {
   });
 
   test("a second connect to the same destination is served from the pool", async () => {
-    const { target, pool, metrics, srv } = await setup();
+    const { target, pool, srv } = await setup();
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect(await c.connect(1, "127.0.0.1", target.port)).toEqual({ ev: "connected", id: 1 });
-    expect(metrics.poolMisses).toBe(1);
+    expect(pool.misses).toBe(1);
     // The miss asked for a spare: the target accepts one connection ahead of use.
-    await until(() => pool.size("127.0.0.1", target.port) === 1, 3000, "a ready connection");
+    await waitFor(() => pool.size("127.0.0.1", target.port) === 1, "a ready connection");
     expect(target.accepted).toBe(2);
     const first = await ask(c, 1, "a");
 
     expect(await c.connect(2, "127.0.0.1", target.port)).toEqual({ ev: "connected", id: 2 });
-    expect(metrics.poolHits).toBe(1);
-    expect(metrics.poolMisses).toBe(1);
+    expect(pool.hits).toBe(1);
+    expect(pool.misses).toBe(1);
     const second = await ask(c, 2, "b");
     expect(second).not.toBe(first);
     // The hit was the connection accepted before the second connect, and it is replaced.
     expect(second).toBeLessThanOrEqual(2);
-    await until(() => pool.size("127.0.0.1", target.port) === 1, 3000, "a replacement");
+    await waitFor(() => pool.size("127.0.0.1", target.port) === 1, "a replacement");
     expect(target.accepted).toBe(3);
 
     // Both streams work independently and the /metrics text shows the pool.
@@ -117,7 +110,7 @@ describe("pool", () => {
   });
 
   test("a connection used by one session is never given to another", async () => {
-    const { target, pool, metrics, srv } = await setup({ perKey: 2 });
+    const { target, pool, srv } = await setup({ perKey: 2 });
     const seen = new Set<number>();
     const clients: TestClient[] = [];
     for (let i = 0; i < 6; i++) {
@@ -134,9 +127,9 @@ describe("pool", () => {
         c.send({ op: "close", id: 5 });
         await c.next(5);
       }
-      await until(() => pool.size("127.0.0.1", target.port) >= 1, 3000, "a spare");
+      await waitFor(() => pool.size("127.0.0.1", target.port) >= 1, "a spare");
     }
-    expect(metrics.poolHits).toBe(5);
+    expect(pool.hits).toBe(5);
     // Each target connection carried the bytes of exactly one session.
     for (const [, texts] of target.usedBy) expect(new Set(texts.map((t) => t.replace(/\d+$/, ""))).size).toBe(1);
     for (const [, texts] of target.usedBy) expect(texts.length).toBe(1);
@@ -145,15 +138,15 @@ describe("pool", () => {
 
   test("dead pooled connections are discarded: the next connect is a miss and works", async () => {
     // The target hangs up on connections that stay silent for 150 ms (like many servers do).
-    const { target, pool, metrics, srv } = await setup({ idleCloseMs: 150 });
+    const { target, pool, srv } = await setup({ idleCloseMs: 150 });
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     c.send({ op: "connect", id: 1, addr: "127.0.0.1", port: target.port });
     c.send({ op: "send", id: 1, data: new TextEncoder().encode("x") });
     expect((await c.next(1)).ev).toBe("connected");
-    await until(() => target.accepted === 2, 3000, "the spare");
-    await until(() => target.closed === 1, 3000, "the target to hang up on the spare");
-    await until(() => pool.size() === 0, 3000, "the dead entry to be dropped");
+    await waitFor(() => target.accepted === 2, "the spare");
+    await waitFor(() => target.closed === 1, "the target to hang up on the spare");
+    await waitFor(() => pool.size() === 0, "the dead entry to be dropped");
 
     c.send({ op: "connect", id: 2, addr: "127.0.0.1", port: target.port });
     c.send({ op: "send", id: 2, data: new TextEncoder().encode("y") });
@@ -161,40 +154,43 @@ describe("pool", () => {
     await c.waitBytes(2, 3);
     // A fresh connection (serial 3 or 4: this miss asks for a new spare at the same time).
     expect(["3:y", "4:y"]).toContain(new TextDecoder().decode(c.received(2)));
-    expect(metrics.poolHits).toBe(0);
-    expect(metrics.poolMisses).toBe(2);
+    expect(pool.hits).toBe(0);
+    expect(pool.misses).toBe(2);
   });
 
   test("idle entries expire after idle_secs", async () => {
-    const { target, pool, metrics, srv } = await setup({ idleSecs: 1 });
+    const { target, pool, srv } = await setup({ idleSecs: 1 });
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "127.0.0.1", target.port)).ev).toBe("connected");
-    await until(() => pool.size() === 1, 3000, "the spare");
+    await waitFor(() => pool.size() === 1, "the spare");
     const readyAt = performance.now();
-    await until(() => target.closed === 1, 3000, "the spare to expire");
+    await waitFor(() => target.closed === 1, "the spare to expire");
     const after = performance.now() - readyAt;
+    // The idle timeout is the feature: never early; the upper bound is generous for a loaded machine.
     expect(after).toBeGreaterThan(800);
-    expect(after).toBeLessThan(1800);
+    expect(after).toBeLessThan(5000);
     expect(pool.size()).toBe(0);
     expect(target.open.size).toBe(1); // the stream in use is untouched
     expect((await c.connect(2, "127.0.0.1", target.port)).ev).toBe("connected");
-    expect(metrics.poolMisses).toBe(2);
-    expect(metrics.poolHits).toBe(0);
+    expect(pool.misses).toBe(2);
+    expect(pool.hits).toBe(0);
   });
 
   test("a banner sent before hand-over is delivered first, exactly once", async () => {
-    const { target, pool, metrics, srv } = await setup({ banner: "220 hello\r\n" });
+    const { target, pool, srv } = await setup({ banner: "220 hello\r\n" });
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "127.0.0.1", target.port)).ev).toBe("connected");
     await c.waitBytes(1, 11);
     expect(new TextDecoder().decode(c.received(1))).toBe("220 hello\r\n");
     const first = await ask(c, 1, "x");
-    await until(() => pool.size() === 1, 3000, "the spare");
-    await Bun.sleep(50); // the spare's banner has arrived and waits in the pool
+    await waitFor(() => pool.size() === 1, "the spare");
+    // The spare's banner has arrived and waits in the pool (its idle entries' early bytes).
+    const idle = () => [...(pool["idle"] as Map<string, { earlyBytes: number }[]>).values()].flat();
+    await waitFor(() => idle().some((e) => e.earlyBytes === 11), "the spare's banner in the pool");
     expect((await c.connect(2, "127.0.0.1", target.port)).ev).toBe("connected");
-    expect(metrics.poolHits).toBe(1);
+    expect(pool.hits).toBe(1);
     await c.waitBytes(2, 11);
     expect(new TextDecoder().decode(c.received(2))).toBe("220 hello\r\n");
     const second = await ask(c, 2, "EHLO");
@@ -203,13 +199,13 @@ describe("pool", () => {
   });
 
   test("a target FIN on a pooled stream is `closed` for a version-1 client", async () => {
-    const { target, metrics, srv, pool } = await setup();
+    const { target, srv, pool } = await setup();
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "127.0.0.1", target.port)).ev).toBe("connected");
-    await until(() => pool.size() === 1, 3000, "the spare");
+    await waitFor(() => pool.size() === 1, "the spare");
     expect((await c.connect(2, "127.0.0.1", target.port)).ev).toBe("connected");
-    expect(metrics.poolHits).toBe(1);
+    expect(pool.hits).toBe(1);
     const serial = await ask(c, 2, "hi");
     for (const s of target.open) if (s.data.serial === serial) s.end();
     expect(await c.next(2)).toEqual({ ev: "closed", id: 2 });
@@ -229,17 +225,17 @@ describe("pool", () => {
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     expect((await c.connect(1, "warm.test", target.port)).ev).toBe("connected");
-    expect(srv.handler.ctx.metrics.poolHits).toBe(1);
+    expect(srv.handler.ctx.pool!.hits).toBe(1);
     expect(await ask(c, 1, "w")).toBeLessThanOrEqual(2);
   });
 
   test("TLS connects never use the pool", async () => {
-    const { target, metrics, srv } = await setup();
+    const { target, pool, srv } = await setup();
     const c = await TestClient.open(srv.wsUrl);
     cleanup.push(() => c.close());
     // Not a TLS server: the handshake fails, and the pool was never asked.
     const ev = await c.connect(1, "127.0.0.1", target.port, "connect_tls");
     expect(ev.ev).toBe("error");
-    expect(metrics.poolHits + metrics.poolMisses).toBe(0);
+    expect(pool.hits + pool.misses).toBe(0);
   });
 });

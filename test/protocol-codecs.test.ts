@@ -1,5 +1,5 @@
 // Both codecs, both directions: every op and event round-trips, and the wire bytes of the
-// binary framing match SPEC §4 byte for byte.
+// binary framing match docs/protocol.md byte for byte.
 import { describe, expect, test } from "bun:test";
 import { decodeBinaryEvent, decodeBinaryRequest, encodeBinaryEvent, encodeBinaryRequest } from "../src/protocol/binary.ts";
 import { decodeJsonEvent, decodeJsonRequest, encodeJsonEvent, encodeJsonRequest } from "../src/protocol/json.ts";

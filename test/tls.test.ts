@@ -1,13 +1,18 @@
 // connect_tls end to end: real TLS targets on loopback with certificates made by openssl at run
 // time, a real DNS server on loopback so names (and SNI) are what the client asked for.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+// Without openssl every test here is skipped (or fails, where CI requires openssl).
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import tls from "node:tls";
 import { dnsServerResolver } from "../src/net/resolve.ts";
 import { TestClient, echoTransfer } from "./helpers/client.ts";
 import { dnsServer, type DnsServer } from "./helpers/dns-server.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, makePayload } from "./helpers/targets.ts";
+import { needing } from "./helpers/components.ts";
 import { makePki, tlsTarget, type TestPki, type TlsTarget } from "./helpers/tls.ts";
+import { waitFor } from "./helpers/wait.ts";
+
+const withOpenssl = needing("openssl");
 
 let pki: TestPki;
 let dns: DnsServer;
@@ -21,11 +26,13 @@ function target(kind: keyof Omit<TestPki, "dir" | "cleanup" | "ca">, opts: Param
 }
 
 beforeAll(async () => {
+  if (!withOpenssl.available) return;
   pki = makePki();
   dns = await dnsServer({ "wasmnet.test": ["127.0.0.1"], "a.wasmnet.test": ["127.0.0.1"], "other.test": ["127.0.0.1"] });
   srv = await startServer({ noPolicy: true, extraCaPem: [pki.ca.cert], resolver: dnsServerResolver([dns.address]) });
 });
 afterAll(async () => {
+  if (!withOpenssl.available) return;
   await srv.stop();
   for (const t of targets) t.stop();
   dns.stop();
@@ -34,12 +41,7 @@ afterAll(async () => {
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await Bun.sleep(5);
-}
-
-describe.each(["json", "binary"] as const)("%s framing", (framing) => {
+for (const framing of ["json", "binary"] as const) withOpenssl.describe(`${framing} framing`, () => {
   test("a certificate from the extra CA verifies; SNI is the name asked; echo works", async () => {
     const t = target("good");
     const c = await TestClient.open(srv.wsUrl, framing);
@@ -50,7 +52,7 @@ describe.each(["json", "binary"] as const)("%s framing", (framing) => {
     expect(t.sni).toEqual(["wasmnet.test"]);
     // A wildcard SAN matches a sub-name, and SNI follows the name asked.
     expect(await c.connect(2, "a.wasmnet.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 2 });
-    await until(() => t.sni.length === 2); // the server's side of the handshake can finish after the client's
+    await waitFor(() => t.sni.length === 2, "the target's second handshake"); // the server's side can finish after the client's
     expect(t.sni).toEqual(["wasmnet.test", "a.wasmnet.test"]);
     c.send({ op: "close", id: 1 });
     expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
@@ -67,7 +69,7 @@ describe.each(["json", "binary"] as const)("%s framing", (framing) => {
     expect(e).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
     expect((e as { msg: string }).msg).toContain("wasmnet.test");
     expect((e as { msg: string }).msg).toContain("SELF_SIGNED");
-    await Bun.sleep(100);
+    await Bun.sleep(100); // nothing may arrive late: give stray bytes or events 100 ms to show up
     expect(t.received).toBe(0);
     expect(c.receivedBytes(1)).toBe(0);
     expect(c.events.filter((ev) => ev.id === 1)).toEqual([]); // nothing after the error (no closed, no connected)
@@ -75,7 +77,7 @@ describe.each(["json", "binary"] as const)("%s framing", (framing) => {
   });
 });
 
-test("the extra CA is added to the public roots, not substituted for them", async () => {
+withOpenssl.test("the extra CA is added to the public roots, not substituted for them", async () => {
   const t = target("good");
   const seen: { tls?: { ca?: string[] } }[] = [];
   const original = Bun.connect;
@@ -99,7 +101,7 @@ test("the extra CA is added to the public roots, not substituted for them", asyn
   expect(cas.has(pki.ca.cert)).toBe(true);
 });
 
-test("a server without the extra CA refuses the same certificate (ETLS)", async () => {
+withOpenssl.test("a server without the extra CA refuses the same certificate (ETLS)", async () => {
   const t = target("good");
   const plain = await startServer({ noPolicy: true, resolver: dnsServerResolver([dns.address]) });
   try {
@@ -111,7 +113,7 @@ test("a server without the extra CA refuses the same certificate (ETLS)", async 
   }
 });
 
-test("certificate from an unknown CA: ETLS", async () => {
+withOpenssl.test("certificate from an unknown CA: ETLS", async () => {
   const t = target("unknownCa");
   const c = await TestClient.open(srv.wsUrl);
   const e = await c.connect(1, "wasmnet.test", t.port, "connect_tls");
@@ -121,7 +123,7 @@ test("certificate from an unknown CA: ETLS", async () => {
   c.close();
 });
 
-test("certificate for another name: ETLS (the name asked is what is verified)", async () => {
+withOpenssl.test("certificate for another name: ETLS (the name asked is what is verified)", async () => {
   const t = target("otherName", { mode: "greet" });
   const c = await TestClient.open(srv.wsUrl);
   c.send({ op: "connect_tls", id: 1, addr: "wasmnet.test", port: t.port });
@@ -132,13 +134,13 @@ test("certificate for another name: ETLS (the name asked is what is verified)", 
   // The same server is fine when asked by the name its certificate carries.
   expect(await c.connect(2, "other.test", t.port, "connect_tls")).toEqual({ ev: "connected", id: 2 });
   await c.waitBytes(2, 1);
-  await Bun.sleep(50);
+  await Bun.sleep(50); // nothing may arrive late: give stream 1's bytes 50 ms to (wrongly) reach the target
   expect(t.received).toBe(0);
   expect(c.receivedBytes(1)).toBe(0);
   c.close();
 });
 
-test("expired certificate: ETLS", async () => {
+withOpenssl.test("expired certificate: ETLS", async () => {
   const t = target("expired");
   const c = await TestClient.open(srv.wsUrl);
   const e = await c.connect(1, "wasmnet.test", t.port, "connect_tls");
@@ -147,7 +149,7 @@ test("expired certificate: ETLS", async () => {
   c.close();
 });
 
-test("a plain TCP server on the TLS port: ETLS, no downgrade", async () => {
+withOpenssl.test("a plain TCP server on the TLS port: ETLS, no downgrade", async () => {
   const echo = echoServer();
   try {
     const c = await TestClient.open(srv.wsUrl);
@@ -161,7 +163,7 @@ test("a plain TCP server on the TLS port: ETLS, no downgrade", async () => {
   }
 });
 
-test("IP literal targets are verified against IP SANs, without an SNI", async () => {
+withOpenssl.test("IP literal targets are verified against IP SANs, without an SNI", async () => {
   const good = target("good");
   const good6 = target("good", { hostname: "::1" });
   const noIpSan = target("otherName");
@@ -170,7 +172,7 @@ test("IP literal targets are verified against IP SANs, without an SNI", async ()
   expect(await c.connect(2, "::1", good6.port, "connect_tls")).toEqual({ ev: "connected", id: 2 });
   expect(await c.connect(3, "127.0.0.1", noIpSan.port, "connect_tls")).toMatchObject({ ev: "error", id: 3, code: "ETLS" });
   // SNI carries host names only (RFC 6066): an IP literal is not sent (Bun would send it by default).
-  await until(() => good.sni.length === 1 && good6.sni.length === 1);
+  await waitFor(() => good.sni.length === 1 && good6.sni.length === 1, "both targets' handshakes");
   expect([good.sni, good6.sni]).toEqual([[null], [null]]);
   c.send({ op: "send", id: 2, data: enc("v6") });
   await c.waitBytes(2, 2);
@@ -178,7 +180,7 @@ test("IP literal targets are verified against IP SANs, without an SNI", async ()
   c.close();
 });
 
-test("16 MiB through TLS each way intact", async () => {
+withOpenssl.test("16 MiB through TLS each way intact", async () => {
   const t = target("good");
   const c = await TestClient.open(srv.wsUrl, "binary");
   c.keepEvents = false;
@@ -191,7 +193,7 @@ test("16 MiB through TLS each way intact", async () => {
   c.close();
 }, 120_000);
 
-test("a handshake that never completes is ETIMEDOUT after connection_timeout_secs", async () => {
+withOpenssl.test("a handshake that never completes is ETIMEDOUT after connection_timeout_secs", async () => {
   const { parsePolicy } = await import("../src/policy/load.ts");
   const { sinkServer } = await import("./helpers/targets.ts");
   const mute = sinkServer(); // accepts TCP, never speaks TLS
@@ -204,8 +206,8 @@ test("a handshake that never completes is ETIMEDOUT after connection_timeout_sec
     const started = Date.now();
     const e = await c.connect(1, "127.0.0.1", mute.port, "connect_tls");
     expect(e).toMatchObject({ ev: "error", id: 1, code: "ETIMEDOUT" });
-    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-    await until(() => mute.sockets.size === 0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900); // the timeout is the feature: never early (no upper bound: load only delays)
+    await waitFor(() => mute.sockets.size === 0, "the half-open TLS socket to close");
     expect(mute.sockets.size).toBe(0); // the half-open TLS socket was closed
     c.close();
   } finally {
@@ -214,7 +216,7 @@ test("a handshake that never completes is ETIMEDOUT after connection_timeout_sec
   }
 });
 
-test("version 2 over TLS: credits, shutdown reaches the target, its close is end then closed", async () => {
+withOpenssl.test("version 2 over TLS: credits, shutdown reaches the target, its close is end then closed", async () => {
   let eof = false;
   const t = Bun.listen({
     hostname: "127.0.0.1",
@@ -241,7 +243,7 @@ test("version 2 over TLS: credits, shutdown reaches the target, its close is end
     await c.waitBytes(1, 4);
     expect(credited).toBe(4);
     c.send({ op: "shutdown", id: 1 });
-    await until(() => eof);
+    await waitFor(() => eof, "the target to see end of stream");
     expect(eof).toBe(true);
     expect(await c.next(1)).toEqual({ ev: "end", id: 1 });
     expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
@@ -252,7 +254,7 @@ test("version 2 over TLS: credits, shutdown reaches the target, its close is end
   }
 });
 
-test("a target that hangs up during the handshake: ETLS, never connected or closed", async () => {
+withOpenssl.test("a target that hangs up during the handshake: ETLS, never connected or closed", async () => {
   for (const how of ["end", "terminate"] as const) {
     const rude = Bun.listen({
       hostname: "127.0.0.1",
@@ -262,7 +264,7 @@ test("a target that hangs up during the handshake: ETLS, never connected or clos
     try {
       const c = await TestClient.open(srv.wsUrl);
       expect(await c.connect(1, "wasmnet.test", rude.port, "connect_tls")).toMatchObject({ ev: "error", id: 1, code: "ETLS" });
-      await Bun.sleep(30);
+      await Bun.sleep(30); // nothing may follow the error: give a stray connected/closed 30 ms to show up
       expect(c.events).toEqual([]);
       c.close();
     } finally {

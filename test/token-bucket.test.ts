@@ -32,12 +32,16 @@ describe("TokenBucket", () => {
     expect(b.available(1000)).toBe(500);
     expect(b.available(1100)).toBeCloseTo(600);
   });
-  test("take returns what is available now, never goes into debt", () => {
+  test("tryTake pays in full or spends nothing, never goes into debt", () => {
     const b = new TokenBucket(1000, 1000, 0);
-    expect(b.take(300, 0)).toBe(300);
-    expect(b.take(5000, 0)).toBe(700);
-    expect(b.take(10, 0)).toBe(0);
-    expect(b.take(10, 5)).toBe(5);
+    expect(b.tryTake(300, 0)).toBe(true);
+    expect(b.tryTake(5000, 0)).toBe(false); // refused whole: the 700 left are not spent
+    expect(b.available(0)).toBe(700);
+    expect(b.tryTake(700, 0)).toBe(true);
+    expect(b.tryTake(10, 0)).toBe(false);
+    expect(b.tryTake(10, 5)).toBe(false); // 5 tokens back after 5 ms: still not 10
+    expect(b.tryTake(10, 10)).toBe(true);
+    expect(b.available(10)).toBe(0);
   });
   test("rate 0 is unlimited", () => {
     const b = new TokenBucket(0, 0, 0);
@@ -45,7 +49,7 @@ describe("TokenBucket", () => {
     expect(b.consume(1e12, 0)).toBe(0);
     expect(b.delay(0)).toBe(0);
     expect(b.available(0)).toBe(Infinity);
-    expect(b.take(123, 0)).toBe(123);
+    expect(b.tryTake(123, 0)).toBe(true);
   });
   test("forMbps: mbps x 125000 B/s with a one-second burst", () => {
     const b = TokenBucket.forMbps(10, 0);

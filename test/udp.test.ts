@@ -5,6 +5,7 @@ import type { Event } from "../src/protocol/messages.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { makePayload, udpPeer, type Peer } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -79,15 +80,15 @@ test("a datagram from a peer never sent to is not delivered; a known peer's is",
     c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: known.port });
     const relayPort = ((await c.next(1)) as { port: number }).port;
     c.send({ op: "send", id: 1, data: enc("hi") });
-    while (known.got.length === 0) await Bun.sleep(2);
+    await waitFor(() => known.got.length > 0, "the known peer to get our datagram");
     stranger.socket.send(enc("unsolicited"), relayPort, "127.0.0.1");
     // Same address, other port: still a stranger.
     stranger.socket.send(enc("also unsolicited"), relayPort, "127.0.0.1");
-    await Bun.sleep(100);
+    await Bun.sleep(100); // the strangers' datagrams must be dropped: give them 100 ms to (wrongly) get through first
     known.socket.send(enc("reply"), relayPort, "127.0.0.1");
     const e = (await c.wait((e) => e.ev === "data_from")) as DataFrom;
     expect(dec(e.data)).toBe("reply");
-    await Bun.sleep(50);
+    await Bun.sleep(50); // give a stranger's datagram 50 ms more to (wrongly) show up
     expect(c.events.filter((e) => e.ev === "data_from")).toEqual([]);
     c.close();
   } finally {
@@ -108,8 +109,7 @@ test("oversize datagram (65,508 bytes) is EBADREQ and not sent; 65,507 bytes go 
     c.send({ op: "send_to", id: 1, addr: "127.0.0.1", port: sink.port, data: makePayload(65_508) });
     expect(await c.next(1)).toMatchObject({ ev: "error", id: 1, code: "EBADREQ" });
     c.send({ op: "send", id: 1, data: makePayload(65_507, 5) });
-    const start = Date.now();
-    while (sink.got.length === 0 && Date.now() - start < 2000) await Bun.sleep(5);
+    await waitFor(() => sink.got.length > 0, "the 65,507-byte datagram at the peer");
     expect(sink.got.map((g) => g.data.length)).toEqual([65_507]);
     c.close();
   } finally {
@@ -138,7 +138,7 @@ test("send_to a destination the policy denies: denied, nothing sent; allowed pee
     // connect_udp straight at the denied peer is denied too.
     c.send({ op: "connect_udp", id: 2, addr: "127.0.0.1", port: b.port });
     expect((await c.next(2)).ev).toBe("denied");
-    await Bun.sleep(50);
+    await Bun.sleep(50); // nothing may reach the denied peer: give a stray datagram 50 ms to (wrongly) arrive
     expect(b.got).toEqual([]);
     c.close();
   } finally {
@@ -203,13 +203,13 @@ test("close on a UDP socket: closed, then its peer's datagrams are not delivered
     c.send({ op: "connect_udp", id: 1, addr: "127.0.0.1", port: peer.port });
     const relayPort = ((await c.next(1)) as { port: number }).port;
     c.send({ op: "send", id: 1, data: enc("hi") });
-    while (peer.got.length === 0) await Bun.sleep(2);
+    await waitFor(() => peer.got.length > 0, "the peer to get our datagram");
     c.send({ op: "close", id: 1 });
     expect(await c.next(1)).toEqual({ ev: "closed", id: 1 });
     peer.socket.send(enc("late"), relayPort, "127.0.0.1");
     c.send({ op: "send", id: 1, data: enc("again") });
     expect(await c.next(1)).toMatchObject({ ev: "error", code: "EBADID" });
-    await Bun.sleep(50);
+    await Bun.sleep(50); // the peer's late datagram must not be delivered: give it 50 ms to (wrongly) show up
     expect(c.events.filter((e) => e.ev === "data_from")).toEqual([]);
     expect(peer.got.length).toBe(1);
     c.close();
@@ -219,14 +219,28 @@ test("close on a UDP socket: closed, then its peer's datagrams are not delivered
 });
 
 test("close while connect_udp is still being set up: one closed, nothing bound afterwards", async () => {
-  // A slow resolver keeps the open pending while the close arrives.
-  const srv = await startServer({ noPolicy: true, resolver: async () => (await Bun.sleep(200), ["127.0.0.1"]) });
+  // A resolver that answers only when told keeps the open pending while the close arrives.
+  let asked = false;
+  let answered = false;
+  let release!: () => void;
+  const answer = new Promise<void>((r) => (release = r));
+  const srv = await startServer({
+    noPolicy: true,
+    resolver: async () => {
+      asked = true;
+      await answer;
+      answered = true;
+      return ["127.0.0.1"];
+    },
+  });
   const c = await TestClient.open(srv.wsUrl);
   c.send({ op: "connect_udp", id: 3, addr: "slow.test", port: 9 });
-  await Bun.sleep(20);
+  await waitFor(() => asked, "the resolver to be asked");
   c.send({ op: "close", id: 3 });
   expect(await c.next(3)).toEqual({ ev: "closed", id: 3 });
-  await Bun.sleep(400);
+  release();
+  await waitFor(() => answered, "the resolver to answer");
+  await Bun.sleep(100); // nothing may follow closed: give a late udp_bound 100 ms to (wrongly) show up
   expect(c.events.filter((e) => e.id === 3)).toEqual([]);
   expect(srv.handler.ctx.metrics.sockets.udp).toBe(0);
   // The id is free again.

@@ -17,7 +17,7 @@ import {
   WISP_EXT,
   type WispPacket,
 } from "../src/protocol/wisp.ts";
-import { wispReason } from "../src/server/wisp-transport.ts";
+import { wispCloseReason as wispReason } from "../src/protocol/wisp.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 

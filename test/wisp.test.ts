@@ -10,6 +10,7 @@ import { WISP_CLOSE, WISP_EXT, type WispPacket } from "../src/protocol/wisp.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort, makePayload, sha256, sourceServer, udpEcho } from "./helpers/targets.ts";
 import { RawWisp, track, wispJsConnect } from "./helpers/wisp.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -157,7 +158,7 @@ describe("Wisp v2 handshake (packet level)", () => {
   test("INFO first; CONTINUE(0) only after the client's INFO", async () => {
     const c = await RawWisp.open(wispUrl, { v2: true, info: null });
     expect(c.serverInfo?.major).toBe(2);
-    await Bun.sleep(50);
+    await Bun.sleep(50); // the server must wait for our INFO: give a premature CONTINUE 50 ms to (wrongly) show up
     expect(c.packets.some((p) => p.type === "continue")).toBe(false); // nothing before our INFO
     c.send({ type: "info", stream: 0, major: 2, minor: 0, extensions: [] });
     expect(await c.next((p) => p.type === "continue" && p.stream === 0)).toEqual({ type: "continue", stream: 0, remaining: 128 });
@@ -252,7 +253,7 @@ describe("Wisp v2 handshake (packet level)", () => {
       v1.binaryType = "arraybuffer";
       const firstV1 = await new Promise<Uint8Array>((r) => (v1.onmessage = (m) => r(new Uint8Array(m.data as ArrayBuffer))));
       expect([...firstV1]).toEqual([4, 0, 0, 0, 0, WISP_CLOSE.authMissingCredentials]);
-      await Bun.sleep(50);
+      await Bun.sleep(50); // nothing may be opened: give a stray connection 50 ms to (wrongly) reach the target
       expect(echo.accepted).toBe(accepted);
       // wisp-js's own password extension is understood.
       const { client } = await import("@mercuryworkshop/wisp-js/client" as string);
@@ -323,7 +324,7 @@ describe("malformed packets close only their stream; the WebSocket stays usable"
     c.send({ type: "close", stream: 1, reason: WISP_CLOSE.voluntary });
     c.send({ type: "data", stream: 1, data: enc("late") });
     await stillWorks(c, 2);
-    await Bun.sleep(50);
+    await Bun.sleep(50); // give a stray CLOSE 50 ms to (wrongly) show up
     expect(c.packets.filter((p) => p.type === "close")).toEqual([]); // no echo of the client's own CLOSE
     c.close();
   });
@@ -334,7 +335,7 @@ describe("malformed packets close only their stream; the WebSocket stays usable"
     const accepted = echo.accepted;
     c.send({ type: "connect", stream: 1, streamType: 1, port: echo.port, host: "127.0.0.1" });
     expect(await c.closeOf(1)).toBe(WISP_CLOSE.invalidInfo);
-    await Bun.sleep(50);
+    await Bun.sleep(50); // the refused CONNECT must open nothing: give a stray connection 50 ms to (wrongly) arrive
     expect(echo.accepted).toBe(accepted);
     // The id is free again.
     c.send({ type: "connect", stream: 1, streamType: 1, port: echo.port, host: "127.0.0.1" });
@@ -367,9 +368,10 @@ describe("malformed packets close only their stream; the WebSocket stays usable"
 });
 
 describe("Wisp flow control", () => {
-  /** A TCP target that reads nothing until told to, then hashes everything. */
+  /** A TCP target that reads nothing until told to (even if told before the relay connects), then hashes everything. */
   function stalledSink() {
     let sock: Socket<undefined> | null = null;
+    let resumed = false;
     let received = 0;
     const hasher = new Bun.CryptoHasher("sha256");
     const listener = Bun.listen({
@@ -378,7 +380,7 @@ describe("Wisp flow control", () => {
       socket: {
         open(s) {
           sock = s;
-          s.pause();
+          if (!resumed) s.pause();
         },
         data(_s, d) {
           received += d.length;
@@ -389,7 +391,13 @@ describe("Wisp flow control", () => {
     });
     return {
       port: listener.port,
-      resume: () => sock?.resume(),
+      resume: () => {
+        resumed = true;
+        sock?.resume();
+      },
+      get connected() {
+        return sock !== null;
+      },
       get received() {
         return received;
       },
@@ -404,12 +412,15 @@ describe("Wisp flow control", () => {
     c.keepData = false;
     let credit = 128;
     let maxContinue = 0;
+    let lastContinueAt = performance.now();
+    let connectedAt = Infinity;
     const id = 7;
     c.ws.addEventListener("message", (m) => {
       const b = new Uint8Array(m.data as ArrayBuffer);
       if (b[0] === 3 && b[1] === id) {
         credit = new DataView(b.buffer).getUint32(5, true);
         maxContinue = Math.max(maxContinue, credit);
+        lastContinueAt = performance.now();
       }
     });
     c.send({ type: "connect", stream: id, streamType: 1, port: sink.port, host: "127.0.0.1" });
@@ -417,28 +428,32 @@ describe("Wisp flow control", () => {
     const chunk = 64 * 1024;
     const payload = makePayload(total, 9);
     let sent = 0;
-    const pump = async (until: number) => {
-      const t0 = Date.now();
-      while (sent < until && Date.now() - t0 < 1500) {
-        if (credit <= 0 || c.ws.bufferedAmount > 4 * 1024 * 1024) {
-          await Bun.sleep(5);
-          continue;
-        }
+    /** Sends as many packets as the credit allows (and the WebSocket's own buffer takes). */
+    const pump = () => {
+      if (sink.connected && connectedAt === Infinity) connectedAt = performance.now();
+      while (credit > 0 && sent < total && c.ws.bufferedAmount <= 4 * 1024 * 1024) {
         c.send({ type: "data", stream: id, data: payload.subarray(sent, sent + chunk) });
         sent += chunk;
         credit--;
       }
     };
-    await pump(total);
-    // Stalled: the server stopped granting credit long before 48 MiB (kernel buffers take some).
+    const detail = () => ({ sent, credit, connected: sink.connected, received: sink.received });
+    // Stalled: the relay has reached the target, and we are out of credit with no CONTINUE for
+    // 500 ms (the window in which one would come).
+    const stalled = () => sink.connected && credit <= 0 && performance.now() - Math.max(lastContinueAt, connectedAt) > 500;
+    await waitFor(() => { pump(); return sent >= total || stalled(); }, {
+      what: "the upload to stall on a target that reads nothing",
+      timeoutMs: 30_000,
+      detail,
+    });
+    // The server stopped granting credit long before 48 MiB (kernel buffers take some).
     expect(sent).toBeLessThan(total);
     const stalledAt = sent;
     expect(credit).toBe(0);
     sink.resume();
-    const t0 = Date.now();
-    while (sent < total && Date.now() - t0 < 30_000) await pump(total);
+    await waitFor(() => { pump(); return sent >= total; }, { what: "the rest of the upload to be sent", timeoutMs: 30_000, detail });
     expect(sent).toBe(total);
-    while (sink.received < total && Date.now() - t0 < 30_000) await Bun.sleep(10);
+    await waitFor(() => sink.received >= total, { what: "the target to receive everything", timeoutMs: 30_000, detail });
     expect(sink.received).toBe(total);
     expect(sink.digest()).toBe(sha256(payload));
     expect(maxContinue).toBeLessThanOrEqual(128);
@@ -455,10 +470,9 @@ describe("Wisp flow control", () => {
     const total = 24 * 1024 * 1024;
     const payload = makePayload(total, 3);
     for (let o = 0; o < total; o += 256 * 1024) c.send({ type: "data", stream: 1, data: payload.subarray(o, o + 256 * 1024) });
-    await Bun.sleep(300);
+    await Bun.sleep(300); // the target stays stalled for 300 ms under the flood: the stream must not be cut off meanwhile
     sink.resume();
-    const t0 = Date.now();
-    while (sink.received < total && Date.now() - t0 < 30_000) await Bun.sleep(10);
+    await waitFor(() => sink.received >= total, { what: "the target to receive everything", timeoutMs: 30_000, detail: () => sink.received });
     expect(sink.received).toBe(total);
     expect(sink.digest()).toBe(sha256(payload));
     expect(c.packets.filter((p) => p.type === "close")).toEqual([]);

@@ -4,9 +4,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { parsePolicy } from "../src/policy/load.ts";
 import { makeRouter } from "../src/server/routes.ts";
-import { parseHostPort } from "../src/server/wsproxy-transport.ts";
+import { parseHostPortSegment as parseHostPort } from "../src/server/routes.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort, makePayload, sha256, sinkServer } from "./helpers/targets.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 let srv: Awaited<ReturnType<typeof startServer>>;
 let strict: Awaited<ReturnType<typeof startServer>>;
@@ -51,14 +52,6 @@ async function openWs(url: string): Promise<Ws> {
   return { ws, bytes: () => n, data: () => Buffer.concat(chunks), closed };
 }
 
-async function until(f: () => boolean, ms = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!f()) {
-    if (Date.now() - t0 > ms) throw new Error("timed out");
-    await Bun.sleep(5);
-  }
-}
-
 const send = (ws: WebSocket, b: Uint8Array | string) => ws.send(b as Uint8Array<ArrayBuffer> | string);
 
 describe("echo", () => {
@@ -73,7 +66,7 @@ describe("echo", () => {
       const c = await openWs(base + path());
       send(c.ws, new Uint8Array([1, 2, 3]));
       send(c.ws, "text frames are sent as UTF-8");
-      await until(() => c.bytes() === 3 + 29);
+      await waitFor(() => c.bytes() === 3 + 29, { what: "the 32 bytes echoed", detail: c.bytes });
       expect([...c.data().subarray(0, 3)]).toEqual([1, 2, 3]);
       expect(new TextDecoder().decode(c.data().subarray(3))).toBe("text frames are sent as UTF-8");
       c.ws.close();
@@ -83,7 +76,7 @@ describe("echo", () => {
     const c = await openWs(`${base}/ws/127.0.0.1:${echo.port}`);
     const payload = makePayload(8 * 1024 * 1024, 11);
     for (let o = 0; o < payload.length; o += 64 * 1024) send(c.ws, payload.subarray(o, o + 64 * 1024));
-    await until(() => c.bytes() === payload.length);
+    await waitFor(() => c.bytes() === payload.length, { what: "8 MiB echoed", timeoutMs: 20_000, detail: c.bytes });
     expect(sha256(c.data())).toBe(sha256(payload));
     c.ws.close();
   });
@@ -112,9 +105,9 @@ describe("echo", () => {
     const c = await openWs(`${base}/ws/127.0.0.1:${sink.port}`);
     const payload = makePayload(2 * 1024 * 1024, 13);
     for (let o = 0; o < payload.length; o += 128 * 1024) send(c.ws, payload.subarray(o, o + 128 * 1024));
-    await until(() => c.ws.bufferedAmount === 0);
+    await waitFor(() => c.ws.bufferedAmount === 0, { what: "the WebSocket's send buffer to drain", timeoutMs: 20_000 });
     c.ws.close();
-    await until(() => sink.eofs === 1);
+    await waitFor(() => sink.eofs === 1, { what: "the target to see EOF", timeoutMs: 20_000, detail: () => sink.received });
     expect(sink.received).toBe(payload.length);
     sink.stop();
   });
@@ -164,7 +157,7 @@ describe("refusals", () => {
     const c = await openWs(`${base}/ws/127.0.0.1:${echo.port}`);
     c.ws.close();
     await c.closed;
-    await until(() => srv.handler.ctx.metrics.sessions === 0);
+    await waitFor(() => srv.handler.ctx.metrics.sessions === 0, "the session count back to 0");
   });
 });
 

@@ -1,4 +1,4 @@
-// WasmnetClient: the browser side of the wasmnet protocol (SPEC §4, §10).
+// WasmnetClient: the browser side of the wasmnet protocol (docs/protocol.md; README.md#browser-client).
 //
 // One WebSocket carries every socket of the session. The client picks ids 1, 2, 3, …; the server
 // picks the ids of accepted inbound connections. By default it negotiates version 2 (`hello`) and,

@@ -1,10 +1,10 @@
-// Errors the client rejects with. `code` is a SPEC §4.3 code, `EPOLICY` for a policy refusal
+// Errors the client rejects with. `code` is a protocol error code (docs/protocol.md#error-codes), `EPOLICY` for a policy refusal
 // (`denied`), or one of the client's own codes below.
 import type { ErrorCode } from "../../src/protocol/index.ts";
 
 /**
  * Codes a {@link WasmnetError} can carry:
- * - the server's codes (SPEC §4.3), e.g. `ECONNREFUSED`, `ETLS`, `ELIMIT`;
+ * - the server's codes (docs/protocol.md#error-codes), e.g. `ECONNREFUSED`, `ETLS`, `ELIMIT`;
  * - `EPOLICY`: the server's policy refused the request (`denied`); the message names the rule;
  * - `ECLOSED`: the WebSocket closed (or `disconnect()` was called) before the operation finished,
  *   or the socket was already closed;

@@ -1,6 +1,6 @@
 // Bench target, run as a child process: a TCP echo server and a download source on 127.0.0.1.
 // Prints {"echo":PORT,"download":PORT} on stdout, then serves until stdin closes (the bench
-// exits or kills it). Both honour backpressure: Bun's write() never buffers (BUN-NOTES §2.2).
+// exits or kills it). Both honour backpressure: Bun's write() never buffers (docs/bun.md#partial-writes).
 import type { Socket } from "bun";
 import { pattern, POOL_BYTES } from "./common.ts";
 

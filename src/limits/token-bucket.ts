@@ -1,4 +1,4 @@
-// Per-session bandwidth limit (SPEC §7): max_bandwidth_mbps × 125 000 bytes/s,
+// Bandwidth limits (docs/protocol.md#bandwidth): max_bandwidth_mbps × 125 000 bytes/s,
 // burst of one second. Time is passed in so the arithmetic is testable without
 // sleeping. The bucket may go into debt: a large write is never split or
 // refused, the caller just waits out the debt, which is what "slow down, never
@@ -60,12 +60,16 @@ export class TokenBucket {
     return this.tokens >= 0 ? 0 : (-this.tokens * 1000) / this.rate;
   }
 
-  /** Consumes and returns up to n whole bytes available now (never goes into debt). */
-  take(n: number, now: number): number {
-    if (this.unlimited) return n;
+  /**
+   * Pays n in full if the bucket holds that much now, else spends nothing. For what cannot be
+   * slowed down or split (a UDP datagram): spending a partial payment on something that is then
+   * dropped would starve the next one, and an over-limit source would get almost nothing.
+   */
+  tryTake(n: number, now: number): boolean {
+    if (this.unlimited) return true;
     this.refill(now);
-    const got = Math.max(0, Math.min(n, Math.floor(this.tokens)));
-    this.tokens -= got;
-    return got;
+    if (this.tokens < n) return false;
+    this.tokens -= n;
+    return true;
   }
 }

@@ -1,9 +1,10 @@
 // An inbound TCP listener opened by a client (`bind`). Accepted connections become ordinary
 // TcpStreams owned by the same session, under server-assigned ids.
 import type { Socket, TCPSocketListener } from "bun";
-import { tcpHandlers, TcpStream, type StreamOwner } from "./tcp-stream.ts";
+import type { Cleared } from "./gate.ts";
+import { tcpHandlers, TcpStream } from "./tcp-stream.ts";
 
-export interface ListenerOwner extends StreamOwner {
+export interface ListenerOwner {
   /** Returns the stream for an accepted socket, or null to refuse it (limit reached). */
   accept(listener: TcpListener, remoteAddr: string, remotePort: number): TcpStream | null;
 }
@@ -11,30 +12,37 @@ export interface ListenerOwner extends StreamOwner {
 export class TcpListener {
   readonly kind = "listener" as const;
   private listener: TCPSocketListener<TcpStream | null> | null = null;
+  private _closed = false;
+  /** Bun's listener has no backlog setting: recorded, advisory. */
   backlog = 128;
-  closed = false;
+  readonly started = performance.now();
 
   constructor(
-    readonly owner: ListenerOwner,
+    private readonly owner: ListenerOwner,
     readonly id: number,
-    readonly addr: string,
+    /** The local address the gate cleared for bind (its port may be 0: any). */
+    readonly local: Cleared,
   ) {}
 
-  /** Throws Bun's error (code EADDRINUSE, EACCES, …) when the port cannot be bound. */
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  /** Listens on `port` (the cleared address). Throws Bun's error (code EADDRINUSE, EACCES, …). */
   listen(port: number, allowHalfOpen: boolean): number {
     const self = this;
     this.listener = Bun.listen<TcpStream | null>({
-      hostname: this.addr,
+      hostname: this.local.addr,
       port,
       allowHalfOpen,
       data: null,
       socket: {
         ...guarded,
         open(socket: Socket<TcpStream | null>) {
-          const stream = self.closed ? null : self.owner.accept(self, socket.remoteAddress, remotePort(socket));
+          const stream = self._closed ? null : self.owner.accept(self, socket.remoteAddress, remotePort(socket));
           if (!stream) return void socket.terminate();
           socket.data = stream;
-          stream.attach(socket as Socket<TcpStream>, false);
+          stream.adopt(socket as Socket<TcpStream>, false);
         },
       } as never,
     });
@@ -47,8 +55,8 @@ export class TcpListener {
 
   /** Stops accepting; connections already accepted stay open until closed. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this._closed) return;
+    this._closed = true;
     this.listener?.stop(false);
   }
 }

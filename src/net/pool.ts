@@ -1,10 +1,10 @@
-// Connection pool (SPEC §7): ready, never-used plain-TCP connections to destinations sessions
+// Connection pool (README.md#connection-pooling): ready, never-used plain-TCP connections to destinations sessions
 // have recently connected to, and to the `[pool] warm` targets, so the next `connect` there
 // skips the handshake.
 //
 // - Keyed by the canonical address and port the session's policy check already approved: the
 //   pool never decides anything, it only answers "is there a ready socket for 1.2.3.4:80?".
-// - A socket goes to exactly one stream and never comes back (SPEC §7): a used connection
+// - A socket goes to exactly one stream and never comes back: a used connection
 //   carries that session's protocol state.
 // - At most `per_key` idle (or connecting) sockets per key, and POOL_MAX_SOCKETS in all, so a
 //   client connecting to many destinations cannot make the server hoard descriptors.
@@ -14,9 +14,9 @@
 //   first after hand-over: the client then sees exactly what a fresh connection would have
 //   shown it. A peer that sends more than that unprompted is not a ready connection: dropped.
 import type { Socket, SocketHandler } from "bun";
-import { splitHostPort } from "../policy/address.ts";
-import type { SessionContext } from "../session/context.ts";
-import { pickDestination } from "./destination.ts";
+import type { Logger } from "../log.ts";
+import { formatHostPort, splitHostPort } from "../policy/address.ts";
+import { pass, type Cleared, type GatePolicy } from "./gate.ts";
 import { TcpStream, tcpHandlers } from "./tcp-stream.ts";
 
 /** Early (pre-hand-over) bytes kept per idle socket. */
@@ -42,8 +42,14 @@ type PoolData = PoolEntry | TcpStream;
 /** Streams handed to a session without half-close: a target FIN ends them (see `end` below). */
 const closeOnFin = new WeakSet<TcpStream>();
 
-function keyOf(addr: string, port: number): string {
-  return addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`;
+/** What the pool needs: its settings, the gate's policy for warm targets, and a logger. */
+export interface PoolConfig {
+  idleSecs: number;
+  perKey: number;
+  warm: string[];
+  connectionTimeoutSecs: number;
+  gate: GatePolicy;
+  log: Logger;
 }
 
 export class ConnectionPool {
@@ -56,11 +62,14 @@ export class ConnectionPool {
   private warmTimer: ReturnType<typeof setInterval> | undefined;
   /** Settles when the first warm-up of `[pool] warm` has connected (or failed). */
   readonly warmed: Promise<void>;
+  /** Look-ups answered with a ready connection, and without. */
+  hits = 0;
+  misses = 0;
 
-  constructor(readonly ctx: SessionContext) {
-    this.idleMs = ctx.policy.pool.idleSecs * 1000;
-    this.perKey = ctx.policy.pool.perKey;
-    const warm = ctx.policy.pool.warm;
+  constructor(private readonly config: PoolConfig) {
+    this.idleMs = config.idleSecs * 1000;
+    this.perKey = config.perKey;
+    const warm = config.warm;
     this.warmed = warm.length > 0 ? this.warm() : Promise.resolve();
     if (warm.length > 0) {
       // Expired warm entries are replaced, at most per_key connects per target per period.
@@ -71,7 +80,7 @@ export class ConnectionPool {
 
   /** Idle sockets for addr:port (all keys when omitted). */
   size(addr?: string, port?: number): number {
-    if (addr !== undefined && port !== undefined) return this.idle.get(keyOf(addr, port))?.length ?? 0;
+    if (addr !== undefined && port !== undefined) return this.idle.get(formatHostPort(addr, port))?.length ?? 0;
     let n = 0;
     for (const l of this.idle.values()) n += l.length;
     return n;
@@ -81,8 +90,8 @@ export class ConnectionPool {
    * Hand a ready connection to `stream` (whose destination the session's policy already
    * approved). True: the stream is attached (and `connected` sent). False: a miss.
    */
-  take(stream: TcpStream, addr: string, port: number, halfOpen: boolean): boolean {
-    const key = keyOf(addr, port);
+  take(stream: TcpStream, to: Cleared, halfOpen: boolean): boolean {
+    const key = formatHostPort(to.addr, to.port);
     const list = this.idle.get(key);
     let entry: PoolEntry | undefined;
     while (list && list.length > 0) {
@@ -95,10 +104,10 @@ export class ConnectionPool {
     }
     if (list && list.length === 0) this.idle.delete(key);
     if (!entry) {
-      this.ctx.metrics.poolMisses++;
+      this.misses++;
       return false;
     }
-    this.ctx.metrics.poolHits++;
+    this.hits++;
     entry.state = "gone";
     this.total--;
     clearTimeout(entry.timer);
@@ -107,55 +116,56 @@ export class ConnectionPool {
     // socket.data at call time; reassigning it is supported by Bun).
     (socket as unknown as { data: PoolData }).data = stream;
     if (!halfOpen) closeOnFin.add(stream);
-    stream.attach(socket);
+    stream.adopt(socket, true, to);
     for (const chunk of entry.early) stream.received(chunk);
     entry.early = [];
-    this.noteUse(addr, port); // replace what was taken
+    this.noteUse(to); // replace what was taken
     return true;
   }
 
-  /** A session connected to addr:port: keep one more ready connection there, within limits. */
-  noteUse(addr: string, port: number): void {
+  /** A session connected to a cleared target: keep one more ready connection there, within limits. */
+  noteUse(to: Cleared): void {
     if (this.closed) return;
-    const key = keyOf(addr, port);
+    const key = formatHostPort(to.addr, to.port);
     const have = (this.idle.get(key)?.length ?? 0) + (this.connecting.get(key) ?? 0);
     if (have >= this.perKey || this.total >= POOL_MAX_SOCKETS) return;
-    this.open(key, addr, port);
+    this.open(key, to);
   }
 
   /** Resolve and policy-check every `[pool] warm` target, then top each up to per_key. */
   private async warm(): Promise<void> {
-    const { policy, resolver, dnsTimeoutMs, log } = this.ctx;
+    const { gate, log } = this.config;
     await Promise.all(
-      policy.pool.warm.map(async (w) => {
+      this.config.warm.map(async (w) => {
         const hp = splitHostPort(w);
         if (!hp || this.closed) return;
-        const dest = await pickDestination(policy.rules, resolver, dnsTimeoutMs, hp.host, hp.port);
+        // Warming is the server connecting on its own: through the same gate as any client.
+        const v = await pass(gate, { op: "connect", host: hp.host, port: hp.port });
         if (this.closed) return;
-        if (!dest.ok) {
-          const why = dest.denied ? `denied by ${dest.denied.rule}: ${dest.denied.reason}` : dest.msg;
+        if (!v.ok) {
+          const why = v.refused ? `denied by ${v.refused.rule}: ${v.refused.reason}` : v.msg;
           log.warn("pool warm target skipped", { target: w, reason: why });
           return;
         }
-        const key = keyOf(dest.addr, dest.port);
+        const key = formatHostPort(v.value.addr, v.value.port);
         const have = (this.idle.get(key)?.length ?? 0) + (this.connecting.get(key) ?? 0);
         const opens: Promise<void>[] = [];
-        for (let i = have; i < this.perKey && this.total < POOL_MAX_SOCKETS; i++) opens.push(this.open(key, dest.addr, dest.port));
+        for (let i = have; i < this.perKey && this.total < POOL_MAX_SOCKETS; i++) opens.push(this.open(key, v.value));
         await Promise.all(opens);
       }),
     );
   }
 
-  private open(key: string, addr: string, port: number): Promise<void> {
+  private open(key: string, to: Cleared): Promise<void> {
     const entry = new PoolEntry(this, key);
     this.total++;
     this.connecting.set(key, (this.connecting.get(key) ?? 0) + 1);
-    const secs = this.ctx.policy.connectionTimeoutSecs;
-    // Bun.connect has no timeout (BUN-NOTES §2.7): give up on our side; a late open is killed.
+    const secs = this.config.connectionTimeoutSecs;
+    // Bun.connect has no connect timeout (docs/bun.md#no-connect-timeout): give up on our side; a late open is killed.
     entry.timer = setTimeout(() => this.connectDone(entry, null), secs * 1000);
     return Bun.connect<PoolData>({
-      hostname: addr, // a canonical IP the policy approved, never a name
-      port,
+      hostname: to.addr, // a canonical IP the gate cleared, never a name
+      port: to.port,
       data: entry,
       allowHalfOpen: true, // the stream's session decides what a FIN means (see `end`)
       socket: poolHandlers,

@@ -1,5 +1,5 @@
 // Turning what a client asked for into canonical IP addresses. The server resolves names
-// itself and only ever hands a canonical IP literal to Bun.connect (BUN-NOTES §0.7-0.8):
+// itself and only ever hands a canonical IP literal to Bun.connect (docs/bun.md#non-canonical-ip-literals, docs/bun.md#dns-caches-and-rebinding):
 // Bun's own resolver would accept "2130706433" and keep a 30 s cache that ignores TTLs.
 import { Resolver as NodeResolver } from "node:dns/promises";
 import { canonicalIp, isValidHostname, normalizeName } from "../policy/address.ts";

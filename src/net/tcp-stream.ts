@@ -1,28 +1,54 @@
-// One relayed TCP or TLS stream (outbound, or accepted by a listener): the write queue that
-// makes Bun's non-buffering socket.write() safe (BUN-NOTES §0.2), read pausing for
-// backpressure and bandwidth, credit for flow control, and half-close.
+// One relayed TCP or TLS stream (outbound, or accepted by a listener). It owns everything about
+// itself — socket, state, connect timer, write queue, flow-control credit, the reasons its reads
+// are paused, idle bookkeeping — and its owner (the session) only calls its methods and hears
+// about it through StreamOwner.
+//
+// Bun's socket.write() does not buffer (docs/bun.md#partial-writes): the unsent
+// tail is kept here and written again on `drain`, in order.
 import type { Socket, SocketHandler } from "bun";
-import type { ErrorCode } from "../protocol/constants.ts";
-import type { SocketKind } from "../server/metrics.ts";
 import { CLOSE_FLUSH_MS } from "../constants.ts";
+import { formatHostPort } from "../policy/address.ts";
+import type { Decision } from "../policy/decide.ts";
+import type { ErrorCode } from "../protocol/constants.ts";
+import type { Cleared } from "./gate.ts";
+import type { SocketKind } from "./socket-kind.ts";
 
-/** What a stream needs from the session that owns it. */
+/** Why a stream stopped reading its target; it reads again when no reason is left. */
+export const PAUSE = {
+  /** The client's WebSocket is above its high watermark. */
+  clientFull: 1,
+  /** The session's bandwidth budget is in debt. */
+  bandwidth: 2,
+  /** The adapter's per-stream receive buffer is full (POSIX recv). */
+  consumer: 4,
+  /** The server is above its memory budget. */
+  memory: 8,
+} as const;
+
+export type StreamState = "connecting" | "open" | "closing" | "closed";
+
+/** How a stream ended, for the client (event) and the audit line (reason). */
+export type StreamOutcome =
+  | { kind: "closed"; reason: string }
+  | { kind: "error"; code: ErrorCode; msg: string; reason: string }
+  | { kind: "denied"; refusal: Decision; reason: string };
+
+/** What a stream tells the session that owns it. */
 export interface StreamOwner {
+  /** Version-2 credit flow control is on: `window` bounds what a client may have outstanding. */
   readonly flow: boolean;
   readonly window: number;
+  /** Version 1: the most a stream queues toward a slow target. */
   readonly streamBufferBytes: number;
   opened(stream: TcpStream): void;
   received(stream: TcpStream, data: Uint8Array): void;
+  /** The target took `bytes` of what the client sent. */
   credit(stream: TcpStream, bytes: number): void;
+  /** The target half-closed (FIN). */
   remoteEnded(stream: TcpStream): void;
-  /** The stream is gone. `code` set: it ended with that error (not yet reported to the client). */
-  ended(stream: TcpStream, reason: string, code?: ErrorCode, msg?: string): void;
+  /** The stream is gone. Called exactly once. */
+  ended(stream: TcpStream, outcome: StreamOutcome): void;
 }
-
-export const PAUSE_BACKPRESSURE = 1;
-export const PAUSE_BANDWIDTH = 2;
-
-export type StreamState = "connecting" | "open" | "closing" | "closed";
 
 /** Where the stream goes, for error messages and the audit line. */
 export interface StreamTarget {
@@ -32,67 +58,113 @@ export interface StreamTarget {
   rule: string;
 }
 
+/** Result of a client write that hit a limit: the stream cannot go on. */
+export type WriteProblem = string | null;
+
 export class TcpStream {
-  socket: Socket<TcpStream> | null = null;
-  state: StreamState = "connecting";
+  private socket: Socket<TcpStream> | null = null;
+  private _state: StreamState = "connecting";
+  private _target: StreamTarget;
   /** Bytes the target has not taken yet, oldest first; null while empty (most streams, most of the time). */
   private queue: Uint8Array[] | null = null;
-  queued = 0;
+  private queued = 0;
   /** Flow control: bytes the client sent that have not been credited back. */
-  outstanding = 0;
+  private outstanding = 0;
   private pauseMask = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private shutdownPending = false;
+  private remoteFin = false;
+  private _localFin = false;
+  /** Idle bookkeeping (see idleMs). */
+  private markBytes = -1;
+  private markAt = 0;
   up = 0;
   down = 0;
   readonly started = performance.now();
-  remoteFin = false;
-  localFin = false;
-  private shutdownPending = false;
-  timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
-    readonly owner: StreamOwner,
+    private readonly owner: StreamOwner,
     readonly id: number,
     readonly kind: SocketKind,
-    public target: StreamTarget,
-  ) {}
-
-  get where(): string {
-    const h = this.target.addr.includes(":") ? `[${this.target.addr}]` : this.target.addr;
-    return `${h}:${this.target.port}`;
+    target: StreamTarget,
+  ) {
+    this._target = target;
   }
 
-  /** The connection (and TLS handshake) is up: flush what the client sent meanwhile. */
-  attach(socket: Socket<TcpStream>, announce = true): void {
+  get state(): StreamState {
+    return this._state;
+  }
+  get target(): Readonly<StreamTarget> {
+    return this._target;
+  }
+  /** The client shut its side down (no more sends). */
+  get localFin(): boolean {
+    return this._localFin;
+  }
+  get isOpen(): boolean {
+    return this._state === "open";
+  }
+  get where(): string {
+    return formatHostPort(this._target.addr, this._target.port);
+  }
+
+  // ---- opening ----
+
+  /** Give the whole open (look-up, connect, TLS handshake) `ms`, then fail with ETIMEDOUT. */
+  armConnectTimeout(ms: number, what: string): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.fail("ETIMEDOUT", `${what} ${this.where} timed out after ${ms / 1000} s`), ms);
+  }
+
+  /** Connect to what the gate cleared. Failures arrive through the socket handlers. */
+  dial(to: Cleared, tls: object | null, allowHalfOpen: boolean): void {
+    this._target = { name: to.name, addr: to.addr, port: to.port, rule: to.rule };
+    Bun.connect<TcpStream>({
+      hostname: to.addr, // the canonical IP that passed, never the name (no rebinding gap)
+      port: to.port,
+      data: this,
+      allowHalfOpen,
+      socket: tls ? tlsHandlers : tcpHandlers,
+      tls: tls ?? undefined,
+    }).catch(() => {}); // reported through connectError
+  }
+
+  /** The connection is up (dialled, pooled or accepted): flush what the client sent meanwhile. */
+  adopt(socket: Socket<TcpStream>, announce = true, target?: Cleared): void {
+    if (target) this._target = { name: target.name, addr: target.addr, port: target.port, rule: target.rule };
     clearTimeout(this.timer);
     this.timer = undefined;
     this.socket = socket;
-    this.state = "open";
+    this._state = "open";
     socket.setNoDelay(true);
     if (announce) this.owner.opened(this);
     if (this.pauseMask) socket.pause();
     this.flush();
   }
 
+  // ---- client → target ----
+
   /**
    * Client → target. `held`: over the bandwidth budget, queue even if the socket could take it
    * now (the session flushes when the budget is paid off; such bytes are bounded by the paused
-   * WebSocket, not by stream_buffer_bytes). Returns an error message when a limit was hit.
+   * client, not by stream_buffer_bytes). Returns a problem when a limit was hit.
    */
-  write(data: Uint8Array, held = false): string | null {
+  write(data: Uint8Array, held = false): WriteProblem {
     const n = data.length;
-    if (this.owner.flow) {
-      if (this.outstanding + n > this.owner.window)
-        return `send of ${n} bytes exceeds the flow-control window (${this.owner.window} bytes, ${this.outstanding} outstanding)`;
+    const owner = this.owner;
+    if (owner.flow) {
+      if (this.outstanding + n > owner.window)
+        return `send of ${n} bytes exceeds the flow-control window (${owner.window} bytes, ${this.outstanding} outstanding)`;
       this.outstanding += n;
-    } else if (!held && this.queued + n > this.owner.streamBufferBytes) {
-      return `stream buffer full: the target is not reading and stream_buffer_bytes (${this.owner.streamBufferBytes}) would be exceeded`;
+    } else if (!held && this.queued + n > owner.streamBufferBytes) {
+      return `stream buffer full: the target is not reading and stream_buffer_bytes (${owner.streamBufferBytes}) would be exceeded`;
     }
     this.up += n;
-    if (!held && this.state === "open" && this.queue === null) {
+    if (!held && this._state === "open" && this.queue === null) {
       const written = this.socket!.write(data);
       if (written < 0) return null; // closing; the close handler reports it
       if (written < n) this.enqueue(data.subarray(written));
-      if (written > 0 && this.owner.flow) this.owner.credit(this, written);
+      if (written > 0) this.credited(written);
     } else {
       this.enqueue(data);
     }
@@ -104,181 +176,214 @@ export class TcpStream {
     this.queued += chunk.length;
   }
 
-  /** Writes queued bytes until the socket is full; called on open and on every drain. */
+  private credited(bytes: number): void {
+    if (!this.owner.flow || this._state !== "open") return;
+    this.outstanding -= bytes;
+    this.owner.credit(this, bytes);
+  }
+
+  /** Writes queued bytes until the socket is full; on open, on every drain, and when the budget is paid. */
   flush(): void {
     const s = this.socket;
     if (!s) return;
-    let credited = 0;
+    let written = 0;
     const q = this.queue;
     if (q !== null) {
       while (q.length > 0) {
         const head = q[0]!;
-        const written = s.write(head);
-        if (written <= 0) break;
-        credited += written;
-        this.queued -= written;
-        if (written < head.length) {
-          q[0] = head.subarray(written);
+        const n = s.write(head);
+        if (n <= 0) break;
+        written += n;
+        this.queued -= n;
+        if (n < head.length) {
+          q[0] = head.subarray(n);
           break;
         }
         q.shift();
       }
       if (q.length === 0) this.queue = null;
     }
-    if (credited > 0 && this.owner.flow && this.state === "open") this.owner.credit(this, credited);
+    if (written > 0) this.credited(written);
     if (this.queue === null) {
       if (this.shutdownPending) {
         this.shutdownPending = false;
         s.shutdown();
-        this.finishIfBothDone();
+        this.endIfBothDone();
       }
-      if (this.state === "closing") s.end();
+      if (this._state === "closing") s.end();
     }
   }
 
   /** Client half-close: FIN toward the target once the queue is written. */
   shutdown(): void {
-    if (this.localFin) return;
-    this.localFin = true;
-    if (this.state === "open" && this.queue === null) {
+    if (this._localFin) return;
+    this._localFin = true;
+    if (this._state === "open" && this.queue === null) {
       this.socket!.shutdown();
-      this.finishIfBothDone();
+      this.endIfBothDone();
     } else this.shutdownPending = true;
   }
 
-  /** Target FIN. */
-  onEnd(): void {
-    this.remoteFin = true;
-    if (this.state !== "open") return;
-    this.owner.remoteEnded(this);
-    this.finishIfBothDone();
+  private endIfBothDone(): void {
+    if (this.remoteFin && this._localFin && !this.shutdownPending && this._state === "open") this.socket!.end();
   }
 
-  private finishIfBothDone(): void {
-    if (this.remoteFin && this.localFin && !this.shutdownPending && this.state === "open") this.socket!.end();
-  }
+  // ---- target → client ----
 
-  received(data: Uint8Array): void {
-    if (this.state !== "open") return;
-    this.down += data.length;
-    this.owner.received(this, data);
-  }
-
-  pause(reason: number): void {
+  /** Stop reading the target for `reason` (a PAUSE bit); reads resume when no reason is left. */
+  hold(reason: number): void {
     if (this.pauseMask === 0) this.socket?.pause();
     this.pauseMask |= reason;
   }
 
-  unpause(reason: number): void {
+  release(reason: number): void {
     if (!(this.pauseMask & reason)) return;
     this.pauseMask &= ~reason;
-    if (this.pauseMask === 0 && this.state === "open") this.socket?.resume();
+    if (this.pauseMask === 0 && this._state === "open") this.socket?.resume();
   }
+
+  isHeld(reason: number): boolean {
+    return (this.pauseMask & reason) !== 0;
+  }
+
+  /** Bytes from the target (also early bytes a pooled connection kept). */
+  received(data: Uint8Array): void {
+    if (this._state !== "open") return;
+    this.down += data.length;
+    this.owner.received(this, data);
+  }
+
+  private onEnd(): void {
+    this.remoteFin = true;
+    if (this._state !== "open") return;
+    this.owner.remoteEnded(this);
+    this.endIfBothDone();
+  }
+
+  // ---- idle ----
+
+  /** How long no byte moved either way, as of `now` (the session sweeps every so often). */
+  idleMs(now: number): number {
+    const bytes = this.up + this.down;
+    if (bytes !== this.markBytes) {
+      this.markBytes = bytes;
+      this.markAt = now;
+    }
+    return now - this.markAt;
+  }
+
+  // ---- ending ----
 
   /** The client closed it: write what is queued (bounded by the buffer cap and a timer), then FIN. */
   closeByClient(): void {
-    if (this.state === "closed" || this.state === "closing") return;
-    const wasOpen = this.state === "open";
-    this.state = "closing";
+    if (this._state === "closed" || this._state === "closing") return;
+    const wasOpen = this._state === "open";
+    this._state = "closing";
     clearTimeout(this.timer);
-    if (!wasOpen || this.queue === null) {
-      this.finish("closed by client", true);
-      return;
-    }
-    this.timer = setTimeout(() => this.finish("closed by client; target did not take queued bytes in time"), CLOSE_FLUSH_MS);
+    if (!wasOpen || this.queue === null) return this.end({ kind: "closed", reason: "closed by client" }, "fin");
+    this.timer = setTimeout(() => this.end({ kind: "closed", reason: "closed by client; target did not take queued bytes in time" }, "reset"), CLOSE_FLUSH_MS);
   }
 
-  /** End now with an error the client has not heard yet (connect failure, limit, TLS). */
+  /** End now with an error the client has not heard yet (connect failure, limit, TLS, idle). */
   fail(code: ErrorCode, msg: string, reason = msg): void {
-    if (this.state === "closed") return;
-    this.state = "closed";
-    clearTimeout(this.timer);
-    this.queue = null;
-    this.socket?.terminate();
-    this.owner.ended(this, reason, code, msg);
+    this.end({ kind: "error", code, msg, reason }, "reset");
   }
 
-  /**
-   * End now, quietly for the client (it already has `closed`, or the session is going away).
-   * Graceful: FIN to the target; otherwise RST, dropping anything unsent.
-   */
-  finish(reason: string, graceful = false): void {
-    if (this.state === "closed") return;
-    this.state = "closed";
+  /** The policy refused where this stream was going: it never opened. */
+  refuse(refusal: Decision): void {
+    this.end({ kind: "denied", refusal, reason: `denied: ${refusal.rule}` }, "reset");
+  }
+
+  /** End now, quietly for the client (it already has `closed`, or the session is going away). */
+  finish(reason: string): void {
+    this.end({ kind: "closed", reason }, "reset");
+  }
+
+  private end(outcome: StreamOutcome, how: "fin" | "reset" | "gone"): void {
+    if (this._state === "closed") return;
+    this._state = "closed";
     clearTimeout(this.timer);
     this.queue = null;
     const s = this.socket;
-    if (s) {
-      if (graceful) s.end();
-      else s.terminate();
-    }
-    this.owner.ended(this, reason);
+    if (s && how === "fin") s.end();
+    else if (s && how === "reset") s.terminate();
+    this.owner.ended(this, outcome);
   }
 
   /** Bun's close handler: the socket is gone. */
-  onClose(err?: Error): void {
-    if (this.state === "closed") return;
+  private onClose(err?: Error): void {
+    if (this._state === "closed") return;
     // After our shutdown(), Bun reports the peer's FIN as a plain close without running `end`
-    // [exp]: it is still the target's half-close, and a half_close client is owed its `end`.
-    if (!err && this.localFin && !this.remoteFin && this.state === "open") {
+    // (docs/bun.md#half-close-needs-shutdown): it is still the target's half-close, and a
+    // half_close client is owed its `end`.
+    if (!err && this._localFin && !this.remoteFin && this._state === "open") {
       this.remoteFin = true;
       this.owner.remoteEnded(this);
     }
     const reason = err ? `socket error: ${err.message}` : this.remoteFin ? "target closed" : "connection closed";
-    this.state = "closed";
-    clearTimeout(this.timer);
-    this.queue = null;
-    this.owner.ended(this, reason);
+    this.end({ kind: "closed", reason }, "gone");
   }
-}
 
-/** Shared handlers: one object for every socket, state lives in socket.data (memory per stream). */
-export const tcpHandlers: SocketHandler<TcpStream> = {
-  open(socket) {
-    const s = socket.data;
-    if (s.state !== "connecting") return void socket.terminate(); // timed out or closed meanwhile
-    s.attach(socket);
-  },
-  data(socket, data) {
-    socket.data.received(data);
-  },
-  drain(socket) {
-    socket.data.flush();
-  },
-  end(socket) {
-    socket.data.onEnd();
-  },
-  close(socket, err) {
-    socket.data.onClose(err);
-  },
-  error(socket, err) {
-    socket.data.onClose(err);
-  },
-  connectError(socket, err) {
-    const s = socket.data;
-    if (s.state !== "connecting") return;
+  private onConnectError(err: Error): void {
+    if (this._state !== "connecting") return;
+    // Bun collapses most connect failures into ECONNREFUSED (docs/bun.md#connect-errors-read-as-refused).
     const code = (err as { code?: string }).code;
-    if (code === "ECONNREFUSED") s.fail("ECONNREFUSED", `connect ${s.where} refused`);
-    else s.fail("EHOSTUNREACH", `connect ${s.where} failed: ${code ?? err.message}`);
-  },
-};
+    if (code === "ECONNREFUSED") this.fail("ECONNREFUSED", `connect ${this.where} refused`);
+    else this.fail("EHOSTUNREACH", `connect ${this.where} failed: ${code ?? err.message}`);
+  }
 
-/** TLS: `open` fires at TCP connect, `handshake` after verification (BUN-NOTES §2.1, §2.8). */
-export const tlsHandlers: SocketHandler<TcpStream> = {
-  ...tcpHandlers,
-  open(socket) {
-    const s = socket.data;
-    if (s.state !== "connecting") return void socket.terminate();
-    s.socket = socket; // so a timeout can terminate a handshake that never finishes
-  },
-  handshake(socket, success, authError) {
-    const s = socket.data;
-    if (s.state !== "connecting") return void socket.terminate();
+  private onTlsOpen(socket: Socket<TcpStream>): void {
+    if (this._state !== "connecting") return void socket.terminate();
+    this.socket = socket; // so a timeout can terminate a handshake that never finishes
+  }
+
+  private onHandshake(socket: Socket<TcpStream>, success: boolean, authError: Error | null): void {
+    if (this._state !== "connecting") return void socket.terminate();
     if (!success || authError) {
       const why = authError ? `${(authError as { code?: string }).code ?? "error"}: ${authError.message}` : "handshake failed";
-      s.fail("ETLS", `TLS to ${s.target.name ?? s.target.addr}:${s.target.port} failed: ${why}`);
-      return;
+      return this.fail("ETLS", `TLS to ${formatHostPort(this._target.name ?? this._target.addr, this._target.port)} failed: ${why}`);
     }
-    s.attach(socket);
-  },
-};
+    this.adopt(socket);
+  }
+
+  /** One handler object for every socket; the stream rides in socket.data (memory per stream). */
+  static readonly handlers: SocketHandler<TcpStream> = {
+    open(socket) {
+      const s = socket.data;
+      if (s._state !== "connecting") return void socket.terminate(); // timed out or closed meanwhile
+      s.adopt(socket);
+    },
+    data(socket, data) {
+      socket.data.received(data);
+    },
+    drain(socket) {
+      socket.data.flush();
+    },
+    end(socket) {
+      socket.data.onEnd();
+    },
+    close(socket, err) {
+      socket.data.onClose(err);
+    },
+    error(socket, err) {
+      socket.data.onClose(err);
+    },
+    connectError(socket, err) {
+      socket.data.onConnectError(err);
+    },
+  };
+
+  /** TLS: `open` fires at TCP connect, `handshake` after verification (docs/bun.md#tls-handshake-ordering). */
+  static readonly tlsHandlers: SocketHandler<TcpStream> = {
+    ...TcpStream.handlers,
+    open(socket) {
+      socket.data.onTlsOpen(socket);
+    },
+    handshake(socket, success, authError) {
+      socket.data.onHandshake(socket, success, authError);
+    },
+  };
+}
+
+export const tcpHandlers = TcpStream.handlers;
+const tlsHandlers = TcpStream.tlsHandlers;

@@ -1,8 +1,9 @@
 // Canonicalisation of what a client asked for. The policy is only as good as
 // its agreement with the socket layer about what a string means: Bun.connect
-// reaches 127.0.0.1 through "127.1", "2130706433", "0x7f000001", "0177.0.0.1"
-// and "::ffff:7f00:1" (BUN-NOTES §2.9), so anything ipaddr.js accepts is an IP,
-// never a name, and only the canonical form is ever handed onwards.
+// reaches a 127.0.0.1 listener through "127.1", "2130706433", "0x7f000001",
+// "017700000001" and "::ffff:7f00:1" (observed; ipaddr.js reads all of them the
+// same way), so anything ipaddr.js accepts is an IP, never a name, and only the
+// canonical form is ever handed onwards.
 import ipaddr from "ipaddr.js";
 
 export type IP = ipaddr.IPv4 | ipaddr.IPv6;

@@ -1,6 +1,6 @@
-// Which local address and port a client may listen on (SPEC §5.1 `bind`). Pure.
+// Which local address and port a client may listen on (docs/protocol.md#bind). Pure.
 import { canonicalIp } from "./address.ts";
-import { decideAddress, type Decision } from "./decide.ts";
+import { addressListed, type Decision } from "./decide.ts";
 import type { PolicyConfig } from "./load.ts";
 import { portAllowed } from "./ports.ts";
 
@@ -14,7 +14,7 @@ function isLoopback(addr: string): boolean {
 export function decideBind(cfg: Pick<PolicyConfig, "bindPorts" | "bindPortsText" | "bindAddrs">, addr: string, port: number): Decision {
   const ip = canonicalIp(addr);
   if (ip === null) return { allowed: false, rule: "bind_addrs", reason: `bind address "${addr.slice(0, 64)}" is not an IP address` };
-  const listed = cfg.bindAddrs.length > 0 && decideAddress({ deny: [], allow: cfg.bindAddrs }, null, ip, null).allowed;
+  const listed = addressListed(cfg.bindAddrs, ip);
   if (!WILDCARDS.has(ip) && !isLoopback(ip) && !listed)
     return { allowed: false, rule: "bind_addrs", reason: `bind address ${ip} is not a wildcard or loopback address and not in bind_addrs` };
   if (port !== 0 && !portAllowed(cfg.bindPorts, port))

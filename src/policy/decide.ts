@@ -1,7 +1,11 @@
 // THE security decision. Pure: no DNS, no sockets, no clock. Everything the
-// server does with a destination goes through these functions, in this order
-// (SPEC §6): (1) a matching deny entry other than `*` refuses; (2) a matching
-// allow entry permits; (3) anything else is refused.
+// server does with a destination goes through these functions, in this order:
+// (1) a matching deny entry other than `*` refuses; (2) a matching allow entry
+// permits; (3) anything else is refused. `*` is skipped on the deny side so
+// that `deny = ["*"]` plus an allow list reads as deny-by-default.
+// When a token narrows the rules (its `wasmnet.allow` claim), a destination the
+// rules permit must also match one of the token's entries: the token is checked
+// only after the policy has said yes, so it can take away and never add.
 //
 // Address entries are matched against what the resolver returned, in canonical
 // form, never against the string the client sent; name entries are matched
@@ -10,12 +14,15 @@ import { type IP, canonicalIp, formatHostPort, normalizeName, parseIp } from "./
 import { type Entry, parseEntry } from "./entry.ts";
 import { isLocalhostName, nonpublicRange } from "./nonpublic.ts";
 
-export type Operation = "connect" | "connect_tls" | "connect_udp" | "send_to" | "resolve" | "bind";
-
 export interface RuleSet {
   deny: Entry[];
   allow: Entry[];
+  /** A token's allow list: when set, a destination must match one of these too. Empty = nothing. */
+  tokenAllow?: readonly Entry[] | null;
 }
+
+/** The rule of a decision refused because the token's allow list has no matching entry. */
+export const TOKEN_ALLOW_RULE = "token allow";
 
 export interface Decision {
   allowed: boolean;
@@ -30,6 +37,11 @@ export const DEFAULT_ALLOW: readonly string[] = Object.freeze(["*"]);
 
 export function compileRules(deny: readonly string[], allow: readonly string[]): RuleSet {
   return { deny: deny.map(parseEntry), allow: allow.map(parseEntry) };
+}
+
+/** `rules` narrowed by a token's allow list (null: not narrowed). */
+export function withTokenAllow(rules: RuleSet, tokenAllow: readonly Entry[] | null): RuleSet {
+  return { deny: rules.deny, allow: rules.allow, tokenAllow };
 }
 
 export const ALLOW_ALL: RuleSet = Object.freeze({
@@ -119,10 +131,39 @@ export function decideAddress(rules: RuleSet, name: string | null, addr: string,
     const why = hostMatch(e, n, ip, a);
     if (why !== null) {
       const what = e.host.kind === "any" ? `${describe(n, a, port)} matches` : why;
-      return { allowed: true, rule: e.text, reason: `allow ${JSON.stringify(e.text)}: ${matchReason(e, what, port)}` };
+      const d = { allowed: true, rule: e.text, reason: `allow ${JSON.stringify(e.text)}: ${matchReason(e, what, port)}` };
+      return rules.tokenAllow ? narrowAddress(d, rules.tokenAllow, n, ip, a, port) : d;
     }
   }
   return { allowed: false, rule: "default", reason: `no allow entry matches ${describe(n, a, port)}` };
+}
+
+// An allowed decision, checked against the token's list: the same matching as the
+// allow side (port-qualified entries apply to a port-less resolve).
+function narrowAddress(d: Decision, token: readonly Entry[], n: string | null, ip: IP, a: string, port: number | null): Decision {
+  for (const e of token) {
+    if (!allowPortMatch(e, port)) continue;
+    const why = hostMatch(e, n, ip, a);
+    if (why !== null) return { ...d, reason: `${d.reason}; token allow ${JSON.stringify(e.text)}: ${matchReason(e, why, port)}` };
+  }
+  return { allowed: false, rule: TOKEN_ALLOW_RULE, reason: `no entry of the token's allow list matches ${describe(n, a, port)}` };
+}
+
+// The name-only counterpart: refuse before any look-up when no token entry could
+// match, whatever the name resolves to.
+function narrowName(d: Decision, token: readonly Entry[], n: string, port: number | null): Decision {
+  let addressEntry = false;
+  for (const e of token) {
+    if (!allowPortMatch(e, port)) continue;
+    if (e.host.kind === "name" || e.host.kind === "wildcard") {
+      const why = hostMatch(e, n, null, null);
+      if (why !== null) return { ...d, reason: `${d.reason}; token allow ${JSON.stringify(e.text)}: ${matchReason(e, why, port)}` };
+    } else {
+      addressEntry = true; // `*`, `nonpublic` or an address: decided on what the name resolves to
+    }
+  }
+  if (addressEntry) return d;
+  return { allowed: false, rule: TOKEN_ALLOW_RULE, reason: `no entry of the token's allow list matches ${describe(n, null, port)}` };
 }
 
 /**
@@ -149,11 +190,12 @@ export function decideName(rules: RuleSet, name: string, port: number | null): D
     if (e.host.kind === "name" || e.host.kind === "wildcard") {
       const why = hostMatch(e, n, null, null);
       if (why !== null) {
-        return {
+        const d = {
           allowed: true,
           rule: e.text,
           reason: `allow ${JSON.stringify(e.text)}: ${matchReason(e, why, port)} (addresses still checked)`,
         };
+        return rules.tokenAllow ? narrowName(d, rules.tokenAllow, n, port) : d;
       }
     } else {
       addressAllowPossible = true;
@@ -162,7 +204,8 @@ export function decideName(rules: RuleSet, name: string, port: number | null): D
   if (!addressAllowPossible) {
     return { allowed: false, rule: "default", reason: `no allow entry matches ${describe(n, null, port)}` };
   }
-  return { allowed: true, rule: "default", reason: `${describe(n, null, port)} is not refused by name; addresses will be checked` };
+  const d = { allowed: true, rule: "default", reason: `${describe(n, null, port)} is not refused by name; addresses will be checked` };
+  return rules.tokenAllow ? narrowName(d, rules.tokenAllow, n, port) : d;
 }
 
 /**
@@ -182,8 +225,10 @@ export function chooseAddress(rules: RuleSet, name: string | null, addrs: readon
 
 /**
  * For `resolve`: the addresses (canonical, de-duplicated, resolver order) that
- * pass the address rules with no port, so port-qualified entries do not apply
- * (SPEC §5.1). Denied when the name is refused by name or nothing passes.
+ * pass the rules with no port: port-qualified deny entries do not apply (there is
+ * no port to match), port-qualified allow and token entries do (a name reachable
+ * on some port may be looked up). Denied when the name is refused by name or
+ * nothing passes.
  */
 export function filterResolved(
   rules: RuleSet,
@@ -220,4 +265,9 @@ function combineDenials(name: string | null, denials: Decision[]): Decision {
     rule: denials[0]!.rule,
     reason: `no address of ${who} passes: ${denials.map((d) => d.reason).join("; ")}`,
   };
+}
+
+/** Whether `addr` matches any of `entries` (IP/CIDR lists such as bind_addrs, trusted_proxies). */
+export function addressListed(entries: readonly Entry[], addr: string): boolean {
+  return entries.length > 0 && decideAddress({ deny: [], allow: [...entries] }, null, addr, null).allowed;
 }

@@ -1,4 +1,4 @@
-// The ranges behind the word `nonpublic` (SPEC §6): everything a browser
+// The ranges behind the word `nonpublic` in a deny list: everything a browser
 // client must not reach through us, because it is this host, the operator's
 // network, a cloud metadata service, or a prefix that embeds an IPv4 address a
 // gateway would turn back into one of those. Order matters only for labels:
@@ -67,8 +67,8 @@ export function nonpublicRange(ip: IP): NonpublicRange | null {
 }
 
 // `localhost` is loopback by definition (RFC 6761) and resolvers and socket
-// layers disagree about which loopback (BUN-NOTES §4: c-ares said 127.0.0.1,
-// Bun.connect found ::1), so it is refused by name before any look-up.
+// layers disagree about which loopback (Bun.connect reached a ::1-only listener
+// through "localhost" while /etc/hosts listed only 127.0.0.1), so it is refused by name before any look-up.
 export function isLocalhostName(normalizedName: string): boolean {
   return normalizedName === "localhost" || normalizedName.endsWith(".localhost");
 }

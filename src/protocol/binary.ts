@@ -1,4 +1,4 @@
-// Binary framing: `[u8 type][u64 id][payload]`, every integer big-endian (SPEC §4.1–4.2).
+// Binary framing: `[u8 type][u64 id][payload]`, every integer big-endian (docs/protocol.md#binary-framing).
 import { DEFAULT_BACKLOG, ERROR_CODES, EV, HEADER_BYTES, MAX_ID, OP, type ErrorCode } from "./constants.ts";
 import type { Decoded, Event, Request } from "./messages.ts";
 import { requestProblem } from "./validate.ts";
@@ -24,12 +24,15 @@ function putU16(b: Uint8Array, o: number, v: number) { b[o] = (v >>> 8) & 0xff; 
 function putU32(b: Uint8Array, o: number, v: number) { b[o] = v >>> 24; b[o + 1] = (v >>> 16) & 0xff; b[o + 2] = (v >>> 8) & 0xff; b[o + 3] = v & 0xff; }
 function putU64(b: Uint8Array, o: number, v: number) { putU32(b, o, Math.floor(v / TWO_32)); putU32(b, o + 4, v >>> 0); }
 
-/** Returns a buffer of exactly n bytes; the encoder writes every one of them. */
+/**
+ * Returns a buffer of exactly n bytes; the encoder writes every one of them. The server passes
+ * one that reuses a scratch buffer (its frames live only until the next encode); the default
+ * allocates.
+ */
 export type Alloc = (n: number) => Uint8Array;
-const freshBuffer: Alloc = (n) => new Uint8Array(n);
-let alloc: Alloc = freshBuffer;
+export const freshBuffer: Alloc = (n) => new Uint8Array(n);
 
-function frame(type: number, id: number, payloadBytes: number): Uint8Array {
+function frame(alloc: Alloc, type: number, id: number, payloadBytes: number): Uint8Array {
   const out = alloc(HEADER_BYTES + payloadBytes);
   out[0] = type;
   putU64(out, 1, id);
@@ -117,9 +120,9 @@ function finish(req: Request): Decoded {
 }
 
 /** `send_to` and `data_from`: u16 port, u16 address length, address, datagram. */
-function addressedFrame(type: number, id: number, port: number, addrText: string, data: Uint8Array): Uint8Array {
+function addressedFrame(alloc: Alloc, type: number, id: number, port: number, addrText: string, data: Uint8Array): Uint8Array {
   const addr = utf8.encode(addrText);
-  const out = frame(type, id, 4 + addr.length + data.length);
+  const out = frame(alloc, type, id, 4 + addr.length + data.length);
   putU16(out, HEADER_BYTES, port);
   putU16(out, HEADER_BYTES + 2, addr.length);
   out.set(addr, HEADER_BYTES + 4);
@@ -128,101 +131,88 @@ function addressedFrame(type: number, id: number, port: number, addrText: string
 }
 
 /** A frame whose payload is `prefix` bytes for the caller to fill, then the UTF-8 text. */
-function withText(type: number, id: number, s: string, prefix = 0): { out: Uint8Array } {
+function withText(alloc: Alloc, type: number, id: number, s: string, prefix = 0): Uint8Array {
   const bytes = utf8.encode(s);
-  const out = frame(type, id, prefix + bytes.length);
+  const out = frame(alloc, type, id, prefix + bytes.length);
   out.set(bytes, HEADER_BYTES + prefix);
-  return { out };
+  return out;
 }
 
-/**
- * Encode one event as a binary frame. With `into`, the frame is built in memory it provides
- * (the server passes a reused scratch buffer: the frame is only valid until the next call).
- */
-export function encodeBinaryEvent(e: Event, into?: Alloc): Uint8Array {
-  if (into === undefined) return encodeEvent(e);
-  alloc = into;
-  try {
-    return encodeEvent(e);
-  } finally {
-    alloc = freshBuffer;
-  }
-}
-
-function encodeEvent(e: Event): Uint8Array {
+/** Encode one event as a binary frame, in memory from `alloc`. */
+export function encodeBinaryEvent(e: Event, alloc: Alloc = freshBuffer): Uint8Array {
   const type = EV[e.ev];
   switch (e.ev) {
     case "data": {
-      const out = frame(type, e.id, e.data.length);
+      const out = frame(alloc, type, e.id, e.data.length);
       out.set(e.data, HEADER_BYTES);
       return out;
     }
     case "connected":
     case "closed":
     case "end":
-      return frame(type, e.id, 0);
+      return frame(alloc, type, e.id, 0);
     case "listening":
     case "udp_bound": {
-      const out = frame(type, e.id, 2);
+      const out = frame(alloc, type, e.id, 2);
       putU16(out, HEADER_BYTES, e.port);
       return out;
     }
     case "credit": {
-      const out = frame(type, e.id, 4);
+      const out = frame(alloc, type, e.id, 4);
       putU32(out, HEADER_BYTES, Math.min(e.bytes, 0xffffffff));
       return out;
     }
     case "accepted": {
-      const { out } = withText(type, e.id, e.remote, 8);
+      const out = withText(alloc, type, e.id, e.remote, 8);
       putU64(out, HEADER_BYTES, e.connId);
       return out;
     }
     case "error":
-      return withText(type, e.id, `${e.code}: ${e.msg}`).out;
+      return withText(alloc, type, e.id, `${e.code}: ${e.msg}`);
     case "denied":
-      return withText(type, e.id, e.msg).out;
+      return withText(alloc, type, e.id, e.msg);
     case "resolved":
-      return withText(type, e.id, JSON.stringify(e.addrs)).out;
+      return withText(alloc, type, e.id, JSON.stringify(e.addrs));
     case "hello":
-      return withText(type, 0, JSON.stringify({ version: e.version, features: e.features, window: e.window, limits: e.limits })).out;
+      return withText(alloc, type, 0, JSON.stringify({ version: e.version, features: e.features, window: e.window, limits: e.limits }));
     case "data_from":
-      return addressedFrame(type, e.id, e.port, e.addr, e.data);
+      return addressedFrame(alloc, type, e.id, e.port, e.addr, e.data);
   }
 }
 
 // ---- the other direction, for clients and tests ----
 
 /** Encode a request as a binary frame (what a client sends). */
-export function encodeBinaryRequest(r: Request): Uint8Array {
+export function encodeBinaryRequest(r: Request, alloc: Alloc = freshBuffer): Uint8Array {
   const type = OP[r.op];
   switch (r.op) {
     case "connect":
     case "connect_tls":
     case "connect_udp":
     case "bind": {
-      const { out } = withText(type, r.id, r.addr, 2);
+      const out = withText(alloc, type, r.id, r.addr, 2);
       putU16(out, HEADER_BYTES, r.port);
       return out;
     }
     case "listen": {
-      const out = frame(type, r.id, 4);
+      const out = frame(alloc, type, r.id, 4);
       putU32(out, HEADER_BYTES, r.backlog);
       return out;
     }
     case "send": {
-      const out = frame(type, r.id, r.data.length);
+      const out = frame(alloc, type, r.id, r.data.length);
       out.set(r.data, HEADER_BYTES);
       return out;
     }
     case "send_to":
-      return addressedFrame(type, r.id, r.port, r.addr, r.data);
+      return addressedFrame(alloc, type, r.id, r.port, r.addr, r.data);
     case "resolve":
-      return withText(type, r.id, r.name).out;
+      return withText(alloc, type, r.id, r.name);
     case "hello":
-      return withText(type, 0, JSON.stringify({ version: r.version, features: r.features })).out;
+      return withText(alloc, type, 0, JSON.stringify({ version: r.version, features: r.features }));
     case "close":
     case "shutdown":
-      return frame(type, r.id, 0);
+      return frame(alloc, type, r.id, 0);
   }
 }
 

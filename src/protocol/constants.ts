@@ -1,4 +1,4 @@
-// Wire constants of the wasmnet protocol (SPEC §4). Browser-safe: the client bundles this file.
+// Wire constants of the wasmnet protocol (docs/protocol.md#messages). Browser-safe: the client bundles this file.
 
 /** Binary request type bytes (client → server). */
 export const OP = {

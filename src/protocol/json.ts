@@ -188,3 +188,16 @@ export function decodeJsonEvent(text: string): Event {
       throw new Error(`unknown event "${String(m.ev)}"`);
   }
 }
+
+/**
+ * The id of a JSON request too large to decode in full (it is over max_message_bytes), so the
+ * error can go to its stream; 0 when none can be read.
+ */
+export function readJsonId(text: string): number {
+  try {
+    const id = (JSON.parse(text) as { id?: unknown })?.id;
+    return isValidId(id) ? id : 0;
+  } catch {
+    return 0;
+  }
+}

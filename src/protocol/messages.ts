@@ -41,7 +41,7 @@ export type Event =
 
 export type EventName = Event["ev"];
 
-/** A request the server could not read. `id` is 0 when no usable id could be read (SPEC §4.2). */
+/** A request the server could not read. `id` is 0 when no usable id could be read (docs/protocol.md#malformed-messages). */
 export interface DecodeFailure {
   id: number;
   code: ErrorCode;

@@ -4,6 +4,8 @@
 // spec is loose, this follows the @mercuryworkshop/wisp-js client (packet.mjs, extensions.mjs).
 // Browser-safe: no Bun or Node APIs.
 
+import type { ErrorCode } from "./constants.ts";
+
 export const WISP_HEADER_BYTES = 5;
 
 export const WISP_TYPE = {
@@ -34,6 +36,27 @@ export const WISP_CLOSE = {
   authBadSignature: 0xc1,
   authMissingCredentials: 0xc2,
 } as const;
+
+/** A wasmnet error code as the Wisp CLOSE reason a Wisp client understands. */
+export function wispCloseReason(code: ErrorCode): number {
+  switch (code) {
+    case "ECONNREFUSED":
+      return WISP_CLOSE.refused;
+    case "ETIMEDOUT":
+      return WISP_CLOSE.noResponse;
+    case "EHOSTUNREACH":
+    case "ENOTFOUND":
+      return WISP_CLOSE.unreachable;
+    case "ELIMIT":
+      return WISP_CLOSE.throttled;
+    case "EBADREQ":
+    case "EBADID":
+    case "EIDINUSE":
+      return WISP_CLOSE.invalidInfo;
+    default:
+      return WISP_CLOSE.networkError;
+  }
+}
 
 /** v2 extension ids (wisp-js extensions.mjs: UDP 0x01, password 0x02, MOTD 0x04; key auth 0x03 and
  * stream-open confirmation 0x05 from the v2 spec; wisp-js 0.5 skips ids it does not know). */

@@ -2,13 +2,13 @@
 // session would otherwise come from the proxy's address; X-Forwarded-For is believed only when
 // the direct peer is a configured trusted proxy, and only up to the first untrusted hop.
 import { canonicalIp } from "../policy/address.ts";
-import { decideAddress } from "../policy/decide.ts";
+import { addressListed } from "../policy/decide.ts";
 import type { Entry } from "../policy/entry.ts";
 
 export function clientIp(peer: string, forwardedFor: string | null, trusted: readonly Entry[]): string {
   const direct = canonicalIp(peer) ?? peer;
   if (trusted.length === 0 || forwardedFor === null) return direct;
-  const isTrusted = (ip: string) => decideAddress({ deny: [], allow: [...trusted] }, null, ip, null).allowed;
+  const isTrusted = (ip: string) => addressListed(trusted, ip);
   if (!isTrusted(direct)) return direct;
   // Walk from the nearest hop outwards; the first address not ours is the client.
   const hops = forwardedFor.split(",").map((h) => h.trim()).reverse();

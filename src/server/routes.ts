@@ -1,6 +1,23 @@
-// Which protocol a WebSocket upgrade speaks, from its path (SPEC §3): Wisp on the Wisp prefix,
-// wsproxy on `<prefix>HOST:PORT`, the wasmnet protocol everywhere else.
-import { parseHostPort, type WsproxyTarget } from "./wsproxy-transport.ts";
+// Which protocol a WebSocket upgrade speaks, from its path (docs/protocol.md#endpoints): Wisp on
+// the Wisp prefix, wsproxy on `<prefix>HOST:PORT`, the wasmnet protocol everywhere else.
+import { splitHostPort } from "../policy/address.ts";
+
+export interface WsproxyTarget {
+  host: string;
+  port: number;
+}
+
+/** `HOST:PORT` (IPv6 in brackets, percent-encoding allowed) from one path segment; null if malformed. */
+export function parseHostPortSegment(segment: string): WsproxyTarget | null {
+  let s: string;
+  try {
+    s = decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+  const hp = splitHostPort(s);
+  return hp && { host: hp.host, port: hp.port };
+}
 
 export const DEFAULT_WISP_PREFIX = "/wisp/";
 export const DEFAULT_WSPROXY_PREFIX = "/ws/";
@@ -31,7 +48,7 @@ export function makeRouter(o: RouteOptions = {}): (path: string) => WsRoute {
   const wispBare = wisp && wisp !== "/" ? wisp.slice(0, -1) : null;
 
   const target = (rest: string): WsRoute => {
-    const t = rest.includes("/") ? null : parseHostPort(rest);
+    const t = rest.includes("/") ? null : parseHostPortSegment(rest);
     return t ? { kind: "wsproxy", target: t } : { kind: "bad", why: `wsproxy path must end in HOST:PORT, got "${rest}"` };
   };
 

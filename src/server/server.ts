@@ -1,9 +1,9 @@
 // A standalone wasmnet server: Bun.serve on one port with the protocol and the HTTP routes.
 import type { Server } from "bun";
 import { DEFAULT_HOST, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from "../constants.ts";
-import type { ServerOptions } from "../options.ts";
+import type { ServerOptions } from "./options.ts";
 import { wasmnet, type Wasmnet } from "./wasmnet.ts";
-import type { WsData } from "./ws-transport.ts";
+import type { WsData } from "../adapters/base.ts";
 
 export interface WasmnetServer {
   /** Start listening; resolves once the port is bound. */
@@ -44,7 +44,7 @@ export function createServer(options: ServerOptions = {}): WasmnetServer {
       if (!s) return;
       server = null;
       handler.drain(1001, "server shutting down");
-      // server.stop() without force never resolves while a WebSocket is open (BUN-NOTES §0.10).
+      // server.stop() without force never resolves while a WebSocket is open (docs/bun.md#stopping-the-server-with-open-websockets).
       const graceful = s.stop(false);
       await Promise.race([graceful, Bun.sleep(SHUTDOWN_GRACE_MS)]);
       await s.stop(true);

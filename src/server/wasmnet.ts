@@ -1,18 +1,22 @@
-// The mountable part of wasmnet: an upgrade check and a WebSocket handler to put inside any
-// Bun.serve (SPEC §9), plus the small HTTP routes createServer serves next to it.
+// The mountable part of wasmnet (docs/architecture.md#layers): an upgrade check and a WebSocket
+// handler to put inside any Bun.serve, plus the small HTTP routes createServer serves next to
+// it. Which protocol a socket speaks is decided by path at upgrade; from `open` on, the
+// socket's adapter (src/adapters/) does the rest.
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import { HARD_MESSAGE_FACTOR, WS_BACKPRESSURE_LIMIT, WS_IDLE_TIMEOUT_SECS } from "../constants.ts";
-import { buildContext, type WasmnetOptions } from "../options.ts";
-import { Session } from "../session/session.ts";
+import type { WsData } from "../adapters/base.ts";
+import { WasmnetAdapter } from "../adapters/wasmnet.ts";
+import { WispAdapter } from "../adapters/wisp.ts";
+import { WsproxyAdapter } from "../adapters/wsproxy.ts";
+import { pass } from "../net/gate.ts";
 import type { SessionContext } from "../session/context.ts";
 import { clientScriptResponse } from "./client-asset.ts";
-import { clientIp } from "./client-ip.ts";
-import { timingSafeEqual } from "node:crypto";
-import { decideAddress } from "../policy/decide.ts";
-import { handleMessage, WsTransport, type WsData } from "./ws-transport.ts";
+import { Admission } from "./admission.ts";
+import { buildContext, type WasmnetOptions } from "./options.ts";
 import { makeRouter } from "./routes.ts";
-import { openWisp } from "./wisp-transport.ts";
-import { openWsproxy } from "./wsproxy-transport.ts";
+import { checkPassword } from "./wisp-users.ts";
+
+export type { WsData } from "../adapters/base.ts";
 
 export interface Wasmnet {
   /** Upgrade a request to a wasmnet session. Returns undefined when upgraded, else the refusal. */
@@ -32,55 +36,39 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   const ctx = buildContext(options);
   const { policy, log, metrics } = ctx;
   const sockets = new Set<ServerWebSocket<WsData>>();
-  const perIp = new Map<string, number>();
-  let draining = false;
-  const allowedOrigins = policy.server.allowedOrigins;
   const route = makeRouter(options);
-  const wispAuth = policy.wisp.users.size > 0 ? (user: string, password: string) => checkPassword(policy.wisp.users, user, password) : null;
-
-  // A policy carried over from the original wasmnet often denies IPv4 private ranges only.
-  if (!options.noPolicy) {
-    const open = ["127.0.0.1", "::1", "169.254.169.254", "fd00::1", "10.0.0.1"].filter((a) => decideAddress(policy.rules, null, a, 80).allowed);
-    if (open.length > 0) log.warn("the policy lets sessions reach internal addresses; add \"nonpublic\" to [network] deny unless that is intended", { reachable: open });
-  }
-  if (allowedOrigins === null)
-    log.warn("no [server] allowed_origins set: any website a visitor opens may use this server", {});
-
-  function refuse(status: number, why: string): Response {
-    log.info("upgrade refused", { status, why });
-    return new Response(why + "\n", { status });
-  }
+  const admission = new Admission(policy, log, metrics);
+  const users = policy.wisp.users;
+  const wispAuth = users.size > 0 ? (user: string, password: string) => checkPassword(users, user, password) : null;
+  const wispMotd = options.wispMotd ?? policy.wisp.motd ?? undefined;
+  warnAboutPolicy(ctx, options.noPolicy === true);
 
   const upgrade = (req: Request, server: Server<WsData>): Response | undefined => {
-    if (draining) return refuse(503, "server is shutting down");
-    const origin = req.headers.get("origin");
-    if (allowedOrigins !== null && (origin === null || !allowedOrigins.includes(origin)))
-      return refuse(403, `origin ${origin ?? "(none)"} is not in allowed_origins`);
-    const r = route(new URL(req.url).pathname);
-    if (r.kind === "bad") return refuse(400, r.why);
-    const ip = clientIp(server.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for"), policy.server.trustedProxies);
-    const { maxSessions, maxSessionsPerIp } = policy.limits;
-    if (maxSessions > 0 && metrics.sessions >= maxSessions) return refuse(503, `max_sessions (${maxSessions}) reached`);
-    if (maxSessionsPerIp > 0 && (perIp.get(ip) ?? 0) >= maxSessionsPerIp)
-      return refuse(429, `max_sessions_per_ip (${maxSessionsPerIp}) reached for ${ip}`);
-    const data: WsData = { remote: ip, framing: "json", session: null, transport: null, kind: r.kind };
+    const path = new URL(req.url).pathname;
+    const r = route(path);
+    if (r.kind === "bad") return admission.refuse(400, r.why);
+    const a = admission.admit(req, server);
+    if (!a.ok) return a.response;
+    let start: WsData["start"];
     let headers: Record<string, string> | undefined;
-    if (r.kind === "wsproxy") data.target = r.target;
+    if (r.kind === "wsproxy") start = (ws) => new WsproxyAdapter(ws, ctx, r.target);
     else if (r.kind === "wisp") {
       // Any offered subprotocol selects Wisp v2 (as wisp-js's server does); echo one back.
       const offered = req.headers.get("sec-websocket-protocol");
       const list = offered ? offered.split(",").map((p) => p.trim()).filter(Boolean) : [];
-      data.wispVersion = list.length > 0 ? 2 : 1;
+      const version = list.length > 0 ? 2 : 1;
       if (list.length > 0) headers = { "Sec-WebSocket-Protocol": list.includes("wisp-v2") ? "wisp-v2" : list[0]! };
-    }
-    const ok = server.upgrade(req, { data, headers });
-    return ok ? undefined : refuse(426, "expected a WebSocket upgrade");
+      start = (ws) => new WispAdapter(ws, ctx, { version, motd: wispMotd, passwordAuth: wispAuth });
+    } else start = (ws) => new WasmnetAdapter(ws, ctx);
+    const data: WsData = { remote: a.remote, start, adapter: null };
+    if (server.upgrade(req, { data, headers })) return undefined;
+    return admission.refuse(426, "expected a WebSocket upgrade");
   };
 
-  const maxMessageBytes = policy.limits.maxMessageBytes;
   const websocket: WebSocketHandler<WsData> = {
     data: {} as WsData,
-    maxPayloadLength: maxMessageBytes * HARD_MESSAGE_FACTOR,
+    // Bun must hold a message whole before it is seen: above this it closes the socket with 1009.
+    maxPayloadLength: policy.limits.maxMessageBytes * HARD_MESSAGE_FACTOR,
     backpressureLimit: WS_BACKPRESSURE_LIMIT,
     closeOnBackpressureLimit: false,
     perMessageDeflate: false,
@@ -89,36 +77,28 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     idleTimeout: WS_IDLE_TIMEOUT_SECS,
     open(ws) {
       sockets.add(ws);
-      perIp.set(ws.data.remote, (perIp.get(ws.data.remote) ?? 0) + 1);
-      if (ws.data.kind === "wisp") return void openWisp(ws, ctx, { version: ws.data.wispVersion ?? 1, motd: options.wispMotd ?? policy.wisp.motd ?? undefined, passwordAuth: wispAuth });
-      if (ws.data.kind === "wsproxy") return void openWsproxy(ws, ctx, ws.data.target!);
-      const transport = new WsTransport(ws);
-      ws.data.transport = transport;
-      ws.data.session = new Session(ctx, transport, ws.data.remote);
+      admission.opened(ws.data.remote);
+      ws.data.adapter = ws.data.start(ws);
     },
     message(ws, message) {
-      if (ws.data.adapter) return ws.data.adapter.message(message);
-      handleMessage(ws, message, maxMessageBytes);
+      ws.data.adapter?.message(message);
     },
     drain(ws) {
-      ws.data.session?.drained();
+      ws.data.adapter?.drained();
     },
     close(ws) {
       sockets.delete(ws);
-      const n = (perIp.get(ws.data.remote) ?? 1) - 1;
-      if (n > 0) perIp.set(ws.data.remote, n);
-      else perIp.delete(ws.data.remote);
-      ws.data.adapter?.closing();
-      ws.data.session?.destroy();
-      ws.data.session = null;
+      admission.closed(ws.data.remote);
+      ws.data.adapter?.closed();
+      ws.data.adapter = null;
     },
   };
 
   const fetch = (req: Request, server: Server<WsData>) => {
-    const path = new URL(req.url).pathname;
     if (req.method === "GET" && req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      if (path === "/healthz") return new Response(draining ? "draining\n" : "ok\n", { status: draining ? 503 : 200 });
-      if (path === "/metrics") return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      const path = new URL(req.url).pathname;
+      if (path === "/healthz") return new Response(admission.draining ? "draining\n" : "ok\n", { status: admission.draining ? 503 : 200 });
+      if (path === "/metrics") return new Response(metrics.render(ctx.pool), { headers: { "content-type": "text/plain; version=0.0.4" } });
       if (path === "/wasmnet-client.js") return clientScriptResponse();
     }
     return upgrade(req, server);
@@ -131,19 +111,26 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     ctx,
     sockets,
     get draining() {
-      return draining;
+      return admission.draining;
     },
     drain(code = 1001, reason = "server shutting down") {
-      draining = true;
+      admission.draining = true;
       for (const ws of sockets) ws.close(code, reason);
     },
   };
 }
 
-/** Constant-time in the password: compares digests, so length and content leak nothing. */
-function checkPassword(users: Map<string, string>, user: string, password: string): boolean {
-  const want = users.get(user);
-  const digest = (x: string) => new Bun.CryptoHasher("sha256").update(x).digest();
-  const ok = timingSafeEqual(digest(want ?? "\0no such user"), digest(password));
-  return want !== undefined && ok;
+/** Start-up warnings about a policy that leaves the server more open than intended. */
+function warnAboutPolicy(ctx: SessionContext, noPolicy: boolean): void {
+  const { policy, log } = ctx;
+  // A policy carried over from the original wasmnet often denies IPv4 private ranges only.
+  if (!noPolicy) {
+    const gate = { rules: policy.rules, bind: policy, resolver: ctx.resolver, dnsTimeoutMs: ctx.dnsTimeoutMs };
+    const open = ["127.0.0.1", "::1", "169.254.169.254", "fd00::1", "10.0.0.1"].filter((a) => {
+      const v = pass(gate, { op: "connect", host: a, port: 80 });
+      return !(v instanceof Promise) && v.ok; // literals never need a look-up
+    });
+    if (open.length > 0) log.warn("the policy lets sessions reach internal addresses; add \"nonpublic\" to [network] deny unless that is intended", { reachable: open });
+  }
+  if (policy.server.allowedOrigins === null) log.warn("no [server] allowed_origins set: any website a visitor opens may use this server", {});
 }

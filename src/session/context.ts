@@ -1,9 +1,10 @@
-// What every session of one wasmnet instance shares: configuration, resolver, metrics, logger.
+// What every session of one wasmnet instance shares: configuration, resolver, metrics, logger,
+// the connection pool.
 import type { Logger } from "../log.ts";
+import type { ConnectionPool } from "../net/pool.ts";
 import type { Resolver } from "../net/resolve.ts";
 import type { PolicyConfig } from "../policy/load.ts";
-import type { Metrics } from "../server/metrics.ts";
-import type { ConnectionPool } from "../net/pool.ts";
+import type { Metrics } from "./metrics.ts";
 
 export interface SessionContext {
   policy: PolicyConfig;
@@ -14,7 +15,7 @@ export interface SessionContext {
   extraCa: string[];
   /** Null when pooling is off. */
   pool: ConnectionPool | null;
-  /** Bytes the WebSocket may hold queued toward the browser before targets are paused. */
+  /** Bytes the client's WebSocket may hold queued before targets are paused. */
   highWatermark: number;
   /** Resume paused targets once the WebSocket's queue is back under this. */
   lowWatermark: number;

@@ -1,12 +1,10 @@
 // Headless Debian Chromium driven by playwright-core, for the browser-client tests.
-// Where /usr/bin/chromium is missing the tests are skipped, loudly: a skip is never a pass.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+// Whether /usr/bin/chromium is here is decided by helpers/components.ts (`needing("chromium")`).
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
-
-export const CHROMIUM_PATH = "/usr/bin/chromium";
-export const haveChromium = existsSync(CHROMIUM_PATH);
+import { CHROMIUM_PATH } from "./components.ts";
 
 export const CHROMIUM_ARGS = [
   "--headless",
@@ -18,15 +16,6 @@ export const CHROMIUM_ARGS = [
   "--disable-component-update",
   "--disable-sync",
 ];
-
-/** Say, once and loudly, that the browser tests did not run. */
-export function warnNoChromium(file: string): void {
-  const line = "!".repeat(78);
-  console.warn(
-    `\n${line}\n${file}: ${CHROMIUM_PATH} is missing, so the browser tests are SKIPPED (not passed).\n` +
-      `Install it with: apt-get install -y chromium\n${line}\n`,
-  );
-}
 
 export interface Browser {
   context: BrowserContext;

@@ -3,6 +3,7 @@
 import { decodeBinaryEvent, encodeBinaryRequest } from "../../src/protocol/binary.ts";
 import { decodeJsonEvent, encodeJsonRequest } from "../../src/protocol/json.ts";
 import type { Event, Framing, Request } from "../../src/protocol/messages.ts";
+import { waitFor } from "./wait.ts";
 
 type Waiter = { pred: (e: Event) => boolean; resolve: (e: Event) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> };
 
@@ -99,13 +100,13 @@ export class TestClient {
   }
 
   /** Wait until at least n bytes have arrived on id. */
-  async waitBytes(id: number, n: number, timeoutMs = 30_000): Promise<void> {
-    const start = Date.now();
-    while (this.receivedBytes(id) < n) {
-      if (this.closed) throw new Error("websocket closed");
-      if (Date.now() - start > timeoutMs) throw new Error(`timed out: ${this.receivedBytes(id)} of ${n} bytes on id ${id}`);
-      await Bun.sleep(5);
-    }
+  waitBytes(id: number, n: number, timeoutMs = 30_000): Promise<void> {
+    return waitFor(() => this.receivedBytes(id) >= n, {
+      what: `${n} bytes on id ${id}`,
+      timeoutMs,
+      failIf: () => this.closed && `websocket closed (${this.closeCode})`,
+      detail: () => `${this.receivedBytes(id)} arrived`,
+    });
   }
 
   close(): void {
@@ -129,16 +130,20 @@ export async function echoTransfer(c: TestClient, id: number, total: number, chu
   };
   c.clearReceived(id);
   let sent = 0;
-  for (let n = 0; sent < total; n++) {
-    while (sent - got > 512 * 1024 && !c.closed) await Bun.sleep(1);
-    const chunk = chunkAt(n).subarray(0, total - sent);
-    c.send({ op: "send", id, data: chunk });
-    up.update(chunk);
-    sent += chunk.length;
+  const failIf = () => c.closed && `websocket closed (${c.closeCode})`;
+  const detail = () => `${got} of ${sent} sent bytes back`;
+  try {
+    for (let n = 0; sent < total; n++) {
+      await waitFor(() => sent - got <= 512 * 1024, { what: "the echo to catch up", timeoutMs, intervalMs: 1, failIf, detail });
+      const chunk = chunkAt(n).subarray(0, total - sent);
+      c.send({ op: "send", id, data: chunk });
+      up.update(chunk);
+      sent += chunk.length;
+    }
+    await waitFor(() => got >= total, { what: `all ${total} bytes echoed`, timeoutMs, failIf, detail });
+  } finally {
+    c.onEvent = null;
   }
-  const start = Date.now();
-  while (got < total && Date.now() - start < timeoutMs && !c.closed) await Bun.sleep(5);
-  c.onEvent = null;
   return { got, up: up.digest("hex"), down: down.digest("hex") };
 }
 

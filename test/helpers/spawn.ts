@@ -3,6 +3,7 @@
 import type { Subprocess } from "bun";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { waitFor } from "./wait.ts";
 
 const root = join(import.meta.dir, "../..");
 
@@ -35,11 +36,13 @@ export async function spawnServer(args: string[], cmd: string[] = [process.execP
       if (m && !port) port = Number(m[1]);
     }
   })();
-  const deadline = Date.now() + 15_000;
-  while (!port) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start (exit ${proc.exitCode}):\n${err}`);
-    await Bun.sleep(10);
-  }
+  await waitFor(() => port !== 0, {
+    what: 'the server\'s "listening" log line',
+    timeoutMs: 15_000,
+    intervalMs: 10,
+    failIf: () => proc.exitCode !== null && `the server exited with ${proc.exitCode}`,
+    detail: () => `stderr:\n${err}`,
+  });
   return {
     proc,
     port,

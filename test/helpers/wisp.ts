@@ -3,6 +3,7 @@
 // @ts-expect-error wisp-js ships no type declarations
 import { client as wispJs } from "@mercuryworkshop/wisp-js/client";
 import { decodeWispPacket, encodeWispPacket, WISP_EXT, type WispExtension, type WispPacket } from "../../src/protocol/wisp.ts";
+import { waitFor } from "./wait.ts";
 
 export interface JsStream {
   stream_id: number;
@@ -36,7 +37,6 @@ export async function wispJsConnect(url: string, version: 1 | 2, extensions?: un
 export function track(s: JsStream) {
   const chunks: Uint8Array[] = [];
   let bytes = 0;
-  let waiters: (() => void)[] = [];
   const st = {
     chunks,
     get bytes() {
@@ -45,36 +45,27 @@ export function track(s: JsStream) {
     reason: null as number | null,
     closed: null as unknown as Promise<number>,
     /** Resolves once `n` bytes have arrived. */
-    async waitBytes(n: number, ms = 20_000): Promise<void> {
-      const t0 = Date.now();
-      while (bytes < n) {
-        if (st.reason !== null) throw new Error(`stream closed (0x${st.reason.toString(16)}) after ${bytes}/${n} bytes`);
-        if (Date.now() - t0 > ms) throw new Error(`timed out after ${bytes}/${n} bytes`);
-        await new Promise<void>((r) => waiters.push(r));
-      }
+    waitBytes(n: number, ms = 20_000): Promise<void> {
+      return waitFor(() => bytes >= n, {
+        what: `${n} bytes on the stream`,
+        timeoutMs: ms,
+        failIf: () => st.reason !== null && `stream closed (0x${st.reason.toString(16)})`,
+        detail: () => `${bytes} arrived`,
+      });
     },
     data(): Uint8Array {
       return Buffer.concat(chunks);
     },
   };
-  const wake = () => {
-    const w = waiters;
-    waiters = [];
-    for (const f of w) f();
-  };
-  const tick = setInterval(wake, 100);
   st.closed = new Promise<number>((resolve) => {
     s.onclose = (reason) => {
       st.reason = reason;
-      clearInterval(tick);
-      wake();
       resolve(reason);
     };
   });
   s.onmessage = (d) => {
     chunks.push(new Uint8Array(d));
     bytes += d.length;
-    wake();
   };
   return st;
 }
@@ -153,7 +144,7 @@ export class RawWisp {
         reject,
         timer: setTimeout(() => {
           this.waiters.splice(this.waiters.indexOf(w), 1);
-          reject(new Error("timed out waiting for a packet"));
+          reject(new Error(`timed out after ${ms} ms waiting for a packet; unclaimed: ${JSON.stringify(this.packets.slice(-5).map((p) => `${p.type}(${p.stream})`))}`));
         }, ms),
       };
       this.waiters.push(w);
@@ -164,12 +155,13 @@ export class RawWisp {
     return this.next((p) => p.type === "close" && p.stream === stream, ms).then((p) => (p as Extract<WispPacket, { type: "close" }>).reason);
   }
 
-  async waitBytes(stream: number, n: number, ms = 10_000): Promise<void> {
-    const t0 = Date.now();
-    while ((this.bytes.get(stream) ?? 0) < n) {
-      if (Date.now() - t0 > ms) throw new Error(`timed out: ${this.bytes.get(stream) ?? 0}/${n} bytes on stream ${stream}`);
-      await Bun.sleep(5);
-    }
+  waitBytes(stream: number, n: number, ms = 10_000): Promise<void> {
+    return waitFor(() => (this.bytes.get(stream) ?? 0) >= n, {
+      what: `${n} bytes on stream ${stream}`,
+      timeoutMs: ms,
+      failIf: () => this.closed !== null && `websocket closed (${this.closed.code} ${this.closed.reason})`,
+      detail: () => `${this.bytes.get(stream) ?? 0} arrived`,
+    });
   }
 
   close(): void {

@@ -1,13 +1,13 @@
 // Library/CLI options, and turning them into the context every session shares.
 import { readFileSync } from "node:fs";
-import { DNS_TIMEOUT_MS, WS_HIGH_WATERMARK, WS_LOW_WATERMARK } from "./constants.ts";
-import { createLogger, type Logger, type LogLevel } from "./log.ts";
-import { ConnectionPool } from "./net/pool.ts";
-import { systemResolver, type Resolver } from "./net/resolve.ts";
-import { defaultPolicy, loadPolicyFile, unrestrictedPolicy, type PolicyConfig } from "./policy/load.ts";
-import { Metrics } from "./server/metrics.ts";
-import { canonicalIp } from "./policy/address.ts";
-import type { SessionContext } from "./session/context.ts";
+import { DNS_TIMEOUT_MS, WS_HIGH_WATERMARK, WS_LOW_WATERMARK } from "../constants.ts";
+import { createLogger, type Logger, type LogLevel } from "../log.ts";
+import { ConnectionPool } from "../net/pool.ts";
+import { systemResolver, type Resolver } from "../net/resolve.ts";
+import { canonicalIp } from "../policy/address.ts";
+import { defaultPolicy, loadPolicyFile, unrestrictedPolicy, type PolicyConfig } from "../policy/load.ts";
+import type { SessionContext } from "../session/context.ts";
+import { Metrics } from "../session/metrics.ts";
 
 export interface WasmnetOptions {
   /** A loaded policy, or the path of a policy TOML file. Default: the built-in safe policy. */
@@ -91,6 +91,9 @@ export function buildContext(o: WasmnetOptions): SessionContext {
     lowWatermark: Math.min(WS_LOW_WATERMARK, high / 4),
     dnsTimeoutMs: Math.min(DNS_TIMEOUT_MS, policy.connectionTimeoutSecs * 1000),
   };
-  if (policy.pool.idleSecs > 0) ctx.pool = new ConnectionPool(ctx);
+  if (policy.pool.idleSecs > 0) {
+    const gate = { rules: policy.rules, bind: policy, resolver: ctx.resolver, dnsTimeoutMs: ctx.dnsTimeoutMs };
+    ctx.pool = new ConnectionPool({ ...policy.pool, connectionTimeoutSecs: policy.connectionTimeoutSecs, gate, log });
+  }
   return ctx;
 }

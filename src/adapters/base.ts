@@ -1,0 +1,168 @@
+// The protocol adapter base: what every protocol spoken over a WebSocket shares, so that an
+// adapter is only its codec and its mapping onto the session's requests and events
+// (docs/architecture.md#adding-a-protocol-adapter).
+//
+// - the Session, created with the adapter as its Transport;
+// - one way to send a frame, with the one guard against Bun dropping it (1011);
+// - the reasons reading the client is paused (bandwidth budget, bytes held beyond a window);
+// - UploadWindow: client bytes beyond a stream's byte window wait here and go on as credit
+//   comes back, for protocols whose own flow control is not the session's byte credit.
+import type { ServerWebSocket } from "bun";
+import type { Event } from "../protocol/messages.ts";
+import type { SessionContext } from "../session/context.ts";
+import { Session, type SessionOptions } from "../session/session.ts";
+import type { Transport } from "../session/transport.ts";
+
+/** Per-WebSocket data, set at upgrade. */
+export interface WsData {
+  /** The client's address (after trusted proxies). */
+  remote: string;
+  /** Builds the adapter for this socket's protocol; chosen by path at upgrade, run in `open`. */
+  start: (ws: ServerWebSocket<WsData>) => WsAdapter;
+  adapter: WsAdapter | null;
+}
+
+/** Why the adapter stopped reading its client. */
+export const INPUT_PAUSE = {
+  /** The session's bandwidth budget is in debt. */
+  bandwidth: 1,
+  /** More is held beyond a stream's window than the adapter accepts. */
+  held: 2,
+} as const;
+
+export abstract class WsAdapter implements Transport {
+  readonly session: Session;
+  private inputPause = 0;
+
+  constructor(
+    protected readonly ws: ServerWebSocket<WsData>,
+    ctx: SessionContext,
+    options: Omit<SessionOptions, "remote"> = {},
+  ) {
+    this.session = new Session(ctx, this, { remote: ws.data.remote, ...options });
+  }
+
+  /** Session → client, in this protocol. */
+  abstract send(ev: Event): void;
+  /** Client → session: one WebSocket message. */
+  abstract message(message: string | Buffer): void;
+  /** The WebSocket is closing; the session is destroyed right after. */
+  protected closing(): void {}
+
+  /** The WebSocket closed: the adapter, then the session, let go of everything. */
+  closed(): void {
+    this.closing();
+    this.session.destroy();
+  }
+
+  /** The WebSocket drained some of what it had queued. */
+  drained(): void {
+    this.session.drained();
+  }
+
+  buffered(): number {
+    return this.ws.getBufferedAmount();
+  }
+  pauseInput(): void {
+    this.holdInput(INPUT_PAUSE.bandwidth);
+  }
+  resumeInput(): void {
+    this.releaseInput(INPUT_PAUSE.bandwidth);
+  }
+
+  protected holdInput(reason: number): void {
+    if (this.inputPause === 0) this.ws.pause();
+    this.inputPause |= reason;
+  }
+
+  protected releaseInput(reason: number): void {
+    if (!(this.inputPause & reason)) return;
+    this.inputPause &= ~reason;
+    if (this.inputPause === 0 && this.ws.readyState === 1) this.ws.resume();
+  }
+
+  /**
+   * One frame toward the client. Bun drops a message (returns 0) only past its backpressure
+   * limit, which targets are paused long before (docs/bun.md#websocket-send-results-and-backpressurelimit): reaching it
+   * is a bug or a hostile pattern, and losing data silently is not an option, so the session ends.
+   */
+  protected sendFrame(frame: Uint8Array | string): void {
+    const ws = this.ws;
+    if (ws.readyState !== 1) return;
+    const r = typeof frame === "string" ? ws.sendText(frame) : ws.sendBinary(frame);
+    if (r === 0) ws.close(1011, "outgoing buffer limit reached");
+  }
+}
+
+/**
+ * One stream's upload window: bytes the client sent beyond the session's byte window wait
+ * here, oldest first, and are handed on as the session returns credit. Never more than
+ * `window` bytes are with the session at once.
+ */
+export class UploadWindow {
+  /** Bytes handed to the session and not credited back yet (≤ window). */
+  private handed = 0;
+  private held: Uint8Array[] = [];
+  private _heldBytes = 0;
+  private pumping = false;
+
+  constructor(
+    private readonly window: number,
+    /** Hands bytes to the session (a `send` request). */
+    private readonly forward: (chunk: Uint8Array) => void,
+  ) {}
+
+  /** Bytes waiting here beyond the window. */
+  get heldBytes(): number {
+    return this._heldBytes;
+  }
+  /** Handed plus held: what the client has sent that the target has not taken. */
+  get inFlight(): number {
+    return this.handed + this._heldBytes;
+  }
+  get room(): number {
+    return this.window - this.inFlight;
+  }
+
+  offer(data: Uint8Array): void {
+    if (this.held.length === 0 && this.handed + data.length <= this.window) {
+      this.handed += data.length;
+      this.forward(data);
+      return;
+    }
+    this.held.push(data);
+    this._heldBytes += data.length;
+    this.pump();
+  }
+
+  /** The session credited `bytes` (the target took them). */
+  credited(bytes: number): void {
+    this.handed -= bytes;
+    this.pump();
+  }
+
+  /** The stream is gone: drop what waits. */
+  clear(): void {
+    this.held = [];
+    this._heldBytes = 0;
+  }
+
+  private pump(): void {
+    if (this.pumping) return; // forward() may credit synchronously
+    this.pumping = true;
+    try {
+      while (this.held.length > 0 && this.handed < this.window) {
+        const head = this.held[0]!;
+        const room = this.window - this.handed;
+        const chunk = head.length <= room ? head : head.subarray(0, room);
+        if (chunk === head) this.held.shift();
+        else this.held[0] = head.subarray(room);
+        this._heldBytes -= chunk.length;
+        this.handed += chunk.length;
+        this.forward(chunk);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+}

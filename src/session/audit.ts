@@ -1,0 +1,32 @@
+// One audit line per stream, UDP socket and listener when it ends (who, where, which rule,
+// bytes each way, how long, why it ended): the record operators grep when something went wrong.
+import type { Logger } from "../log.ts";
+
+export interface AuditRecord {
+  id: number;
+  kind: string;
+  name: string | null;
+  addr: string;
+  port: number;
+  rule: string;
+  up: number;
+  down: number;
+  started: number;
+  reason: string;
+}
+
+export function writeAudit(log: Logger, session: string, a: AuditRecord): void {
+  log.info("stream end", {
+    session,
+    id: a.id,
+    kind: a.kind,
+    name: a.name,
+    addr: a.addr,
+    port: a.port,
+    rule: a.rule,
+    bytes_up: a.up,
+    bytes_down: a.down,
+    ms: Math.round(performance.now() - a.started),
+    reason: a.reason,
+  });
+}

@@ -1,12 +1,13 @@
 // examples/emscripten builds with exactly the emcc command line its README shows (the README's
 // line is read from the file, so the two cannot drift apart). Without emcc the test is skipped
-// (with CI set, it fails). Running it against wasmnet is the /posix/ endpoint's test.
+// (where CI requires emcc, it fails). Running it against wasmnet is the /posix/ endpoint's test.
 import { describe, expect } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { compileOnce, haveEmcc, testNeeding } from "./helpers/emscripten.ts";
+import { needing } from "./helpers/components.ts";
+import { compileOnce } from "./helpers/emscripten.ts";
 
-const it = testNeeding("test/posix-example.test.ts", haveEmcc ? [] : ["emcc"]);
+const emcc = needing("emcc");
 const EXAMPLE = join(import.meta.dir, "../examples/emscripten");
 
 /** The README's `emcc http-and-dns.c …` command, continuation lines joined, split into words. */
@@ -18,7 +19,7 @@ function readmeCommand(): string[] {
 }
 
 describe("examples/emscripten", () => {
-  it("compiles with the README's command line into a page, its script, wasm and worker", () => {
+  emcc.test("compiles with the README's command line into a page, its script, wasm and worker", () => {
     const words = readmeCommand();
     expect(words.slice(0, 2)).toEqual(["emcc", "http-and-dns.c"]);
     const o = words.indexOf("-o");

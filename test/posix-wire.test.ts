@@ -5,7 +5,7 @@
 // "succeeds" into an in-memory echo). If a layout disagreed, the program would see wrong data,
 // log "Received corrupt WebSocket result message" or hang; it prints OK for every check instead.
 // The end-to-end run against the real /posix/ endpoint belongs to the adapter's tests.
-// Without emcc or Chromium the tests are skipped (with CI set, a missing emcc fails).
+// Without emcc or Chromium the tests are skipped (where CI requires them, they fail).
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import type { ServerWebSocket } from "bun";
 import { join } from "node:path";
@@ -34,10 +34,11 @@ import {
   type PosixRequest,
   type Sockaddr,
 } from "../src/protocol/posix.ts";
-import { haveChromium, launchBrowser, openPage, type Browser } from "./helpers/browser.ts";
-import { compileOnce, FIXTURES, haveEmcc, POSIX_SOCKETS_FLAGS, servePage, testNeeding, type Compiled, type PageServer } from "./helpers/emscripten.ts";
+import { launchBrowser, openPage, type Browser } from "./helpers/browser.ts";
+import { needing } from "./helpers/components.ts";
+import { compileOnce, FIXTURES, POSIX_SOCKETS_FLAGS, servePage, type Compiled, type PageServer } from "./helpers/emscripten.ts";
 
-const it = testNeeding("test/posix-wire.test.ts", [...(haveEmcc ? [] : ["emcc"]), ...(haveChromium ? [] : ["/usr/bin/chromium"])]);
+const needs = needing("emcc", "chromium");
 
 /** Ports with a scripted outcome in the fake peer. */
 const REFUSED_PORT = 1;
@@ -171,7 +172,7 @@ async function runProgram(args: Record<string, string>): Promise<{ lines: string
 
 describe("Emscripten 3.1.6 stub <-> posix codec, byte for byte", () => {
   beforeAll(async () => {
-    if (!haveEmcc || !haveChromium) return;
+    if (!needs.available) return;
     compiled = compileOnce(join(FIXTURES, "posix-client.c"), [...POSIX_SOCKETS_FLAGS, "--shell-file", join(FIXTURES, "shell.html")], {
       inputs: [join(FIXTURES, "shell.html")],
     });
@@ -200,7 +201,7 @@ describe("Emscripten 3.1.6 stub <-> posix codec, byte for byte", () => {
     bridge?.stop(true);
   });
 
-  it(
+  needs.test(
     "IPv4: TCP, UDP, getaddrinfo, bind/listen/getsockname/accept, ECONNREFUSED and EACCES as the program's own errno",
     async () => {
       fake = new FakePeer();
@@ -251,7 +252,7 @@ describe("Emscripten 3.1.6 stub <-> posix codec, byte for byte", () => {
     90_000,
   );
 
-  it(
+  needs.test(
     "IPv6: 28-byte addresses through connect, sendto/recvfrom and getaddrinfo",
     async () => {
       fake = new FakePeer();

@@ -1,45 +1,29 @@
 // Emscripten for the POSIX-sockets tests: compile a C program once per (source, flags, emcc
 // version) into a cache directory under the OS temp dir, and serve the output from a
 // cross-origin-isolated page (COOP/COEP), which pthreads need for SharedArrayBuffer.
-// Where emcc is missing the tests are skipped, loudly; with CI set they fail instead, since CI
-// must run them.
-import { test } from "bun:test";
+// Whether emcc is here (skip, or fail where CI requires it) is decided by helpers/components.ts:
+// `needing("emcc")`.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { component } from "./components.ts";
 
-export const EMCC = Bun.which("emcc");
-export const haveEmcc = EMCC !== null;
 export const FIXTURES = join(import.meta.dir, "../fixtures/posix");
 
 /** The flags that make a program's BSD sockets go over the WebSocket bridge. */
 export const POSIX_SOCKETS_FLAGS = ["-lwebsocket", "-sPROXY_POSIX_SOCKETS", "-pthread", "-sPROXY_TO_PTHREAD"];
 
-type TestFn = typeof test;
-
-/**
- * `test` when the named tools are present; otherwise `test.skip` with a loud warning, or, when
- * the CI environment variable is set, a test that fails saying what is missing.
- */
-export function testNeeding(file: string, missing: string[]): TestFn {
-  if (missing.length === 0) return test;
-  const why = `${missing.join(" and ")} missing`;
-  if (process.env.CI) {
-    const failing = ((name: string) => test(name, () => {
-      throw new Error(`${why}: CI must run ${file} (apt-get install -y emscripten chromium)`);
-    })) as unknown as TestFn;
-    return failing;
-  }
-  const bar = "!".repeat(78);
-  console.warn(`\n${bar}\n${file}: SKIPPED (not passed): ${why}. Install with: apt-get install -y emscripten chromium\n${bar}\n`);
-  return test.skip;
+function emcc(): string {
+  const c = component("emcc");
+  if (!c.path) throw new Error(c.why);
+  return c.path;
 }
 
 let versionLine: string | null = null;
 function emccVersion(): string {
   if (versionLine === null) {
-    const r = Bun.spawnSync([EMCC!, "--version"], { stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync([emcc(), "--version"], { stdout: "pipe", stderr: "pipe" });
     versionLine = r.stdout.toString().split("\n")[0] ?? "";
   }
   return versionLine;
@@ -63,7 +47,6 @@ export interface Compiled {
  * rename, so parallel test files never see half an output.
  */
 export function compileOnce(source: string, flags: string[], opts: { ext?: "html" | "js"; inputs?: string[] } = {}): Compiled {
-  if (!EMCC) throw new Error("emcc is not installed");
   const ext = opts.ext ?? "html";
   const name = basename(source).replace(/\.c$/, "");
   const hash = createHash("sha256");
@@ -76,7 +59,7 @@ export function compileOnce(source: string, flags: string[], opts: { ext?: "html
   mkdirSync(root, { recursive: true });
   const work = mkdtempSync(join(root, "build-"));
   const started = performance.now();
-  const r = Bun.spawnSync([EMCC, source, ...flags, "-o", join(work, main)], { stdout: "pipe", stderr: "pipe" });
+  const r = Bun.spawnSync([emcc(), source, ...flags, "-o", join(work, main)], { stdout: "pipe", stderr: "pipe" });
   const seconds = (performance.now() - started) / 1000;
   if (r.exitCode !== 0) {
     rmSync(work, { recursive: true, force: true });

@@ -71,6 +71,7 @@ describe("UDP toward a client that stops reading", () => {
     ws.sendBinary(encodeBinaryRequest({ op: "send", id: 1, data: new TextEncoder().encode("still here") }));
     await waitFor(() => ws.received() > got, "the TCP stream's echo once the client reads again");
     ws.close();
+    clearInterval(flooding);
     source.close();
     echo.stop();
     await child.stop();

@@ -21,6 +21,7 @@ import { writeAudit } from "./audit.ts";
 import { Backpressure } from "./backpressure.ts";
 import type { SessionContext } from "./context.ts";
 import { anonymous, type Identity } from "./identity.ts";
+import { IdentityLimits } from "./identity-limits.ts";
 import { IdTable } from "./ids.ts";
 import type { Transport } from "./transport.ts";
 
@@ -64,13 +65,9 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   private readonly lookups: LookupBudget = lookupBudget(MAX_LOOKUPS_IN_FLIGHT);
   private readonly flowControl: Backpressure;
   private readonly lease: Lease;
-  /** Per-identity connection units, given back when each resource ends. */
-  private readonly connectionLeases = new Map<Resource, Lease>();
-  private readonly releaseBucket: () => void;
+  private readonly identityLimits: IdentityLimits;
   /** The policy (and the gate over it) as of a policy generation; rebuilt after a reload. */
   private view: { generation: number; policy: PolicyConfig; gate: GatePolicy } | null = null;
-  /** The identity's daily quota ran out: its streams ended, new opens are refused. */
-  private quotaSpent = false;
   private creditOwed = new Map<TcpStream, number>();
   private creditFlush: ReturnType<typeof setImmediate> | undefined;
   private readonly sweep: ReturnType<typeof setInterval>;
@@ -88,9 +85,9 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     if (this._flow || this._halfClose) this._version = 2;
     const p = this.policy;
     this.window = p.limits.streamBufferBytes;
-    const shared = ctx.buckets.use(this.identity.key, p.limits.maxBandwidthMbpsPerIdentity);
-    this.releaseBucket = shared.release;
-    const buckets = shared.bucket ? [TokenBucket.forMbps(p.maxBandwidthMbps), shared.bucket] : [TokenBucket.forMbps(p.maxBandwidthMbps)];
+    this.identityLimits = new IdentityLimits(ctx, this.identity, () => this.policy);
+    const shared = this.identityLimits.bucket;
+    const buckets = shared ? [TokenBucket.forMbps(p.maxBandwidthMbps), shared] : [TokenBucket.forMbps(p.maxBandwidthMbps)];
     this.flowControl = new Backpressure(transport, buckets, { high: ctx.highWatermark, low: ctx.lowWatermark }, ctx.memory, () => this.openStreams());
     // One sweep a second at most: idle streams, and the daily quota coming back after midnight.
     const idleSecs = p.limits.idleTimeoutSecs;
@@ -238,38 +235,21 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   private roomProblem(): string | null {
     const max = this.policy.maxConnections;
     if (max > 0 && this.ids.size >= max) return `max_connections (${max}) reached for this session`;
-    if (this.quotaSpent || this.dailyQuotaSpent()) return this.quotaMessage();
+    if (this.identityLimits.quotaSpent()) return this.identityLimits.quotaMessage();
     if (this.ctx.memory.overloaded()) return "the server is over its memory budget (max_memory_mb); try again later";
     return null;
   }
 
   /**
-   * One unit of max_connections_per_identity for `r`, then `then()`; or ELIMIT on `id`. No
-   * counting (and no wait) when the identity has no such limit.
+   * One unit of max_connections_per_identity for what is opening under `id` (`r`, or a
+   * reservation when null), then `then(lease)`; or `refused(why)`. A unit that arrives after the
+   * open was abandoned goes straight back.
    */
   private withConnectionLease(r: Resource | null, id: number, then: (lease: Lease) => void, refused: (msg: string) => void): void {
-    const max = this.policy.limits.maxConnectionsPerIdentity;
-    if (max === 0) return then(EMPTY_LEASE);
-    const key = `id:${this.identity.key}:conns`;
-    void this.ctx.counters.acquire([{ key, max }]).then((a) => {
-      if (!a.ok) return refused(a.reason === "limit" ? `max_connections_per_identity (${max}) reached for ${this.who}` : "cluster limits are unavailable; try again later");
-      if (this._closed || (r !== null && this.ids.get(id) !== r) || (r === null && !this.ids.inUse(id))) return a.lease.release(); // gone meanwhile
-      then(a.lease);
-    });
-  }
-
-  private holdLease(r: Resource, lease: Lease): void {
-    if (lease !== EMPTY_LEASE) this.connectionLeases.set(r, lease);
-  }
-
-  private releaseLease(r: Resource): void {
-    this.connectionLeases.get(r)?.release();
-    this.connectionLeases.delete(r);
-  }
-
-  /** The identity, as logs and messages name it. */
-  private get who(): string {
-    return this.identity.name ?? this.identity.key;
+    this.identityLimits.acquireConnection((lease) => {
+      if (this._closed || (r !== null && this.ids.get(id) !== r) || (r === null && !this.ids.inUse(id))) return lease.release();
+      then(lease);
+    }, refused);
   }
 
   /** Run the gate; `then` gets the verdict at once for literals, after the look-up for names. */
@@ -293,7 +273,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
       stream,
       req.id,
       (lease) => {
-        this.holdLease(stream, lease);
+        this.identityLimits.hold(stream, lease);
         this.judge(pass(this.gate, { op, host: req.addr, port: req.port }), (v) => {
           if (stream.state !== "connecting") return; // closed or timed out meanwhile
           if (!v.ok) {
@@ -357,7 +337,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
           UdpRelay.open(this, req.id, v.value).then(
             (relay) => {
               this.ctx.metrics.sockets.udp++;
-              this.holdLease(relay, lease);
+              this.identityLimits.hold(relay, lease);
               // The client may have closed the id (or the session) while the socket was being bound.
               if (abandoned()) return relay.close(this._closed ? "session closed" : "closed by client");
               this.ids.set(req.id, relay);
@@ -410,7 +390,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
 
   udpClosed(relay: UdpRelay, reason: string): void {
     this.ctx.metrics.sockets.udp--;
-    this.releaseLease(relay);
+    this.identityLimits.release(relay);
     const p = relay.peer;
     this.audit({ id: relay.id, kind: "udp", name: p.name, addr: p.addr, port: p.port, rule: p.rule, up: relay.up, down: relay.down, started: relay.started, reason });
   }
@@ -443,7 +423,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
           if (code === "EADDRINUSE") return this.error(req.id, "EADDRINUSE", `bind ${at}: address in use`);
           return this.error(req.id, "EINTERNAL", `bind ${at}: ${(e as Error).message}`);
         }
-        this.holdLease(listener, lease);
+        this.identityLimits.hold(listener, lease);
         this.ids.set(req.id, listener);
         this.ctx.metrics.sockets.listener++;
         this.ctx.log.info("listening", { session: this.sid, id: req.id, addr: v.value.addr, port });
@@ -541,7 +521,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     if (r instanceof TcpStream) return r.finish(reason);
     if (r instanceof UdpRelay) return r.close(reason);
     r.close();
-    this.releaseLease(r);
+    this.identityLimits.release(r);
     this.ctx.metrics.sockets.listener--;
   }
 
@@ -580,7 +560,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
 
   ended(stream: TcpStream, outcome: StreamOutcome): void {
     this.ctx.metrics.sockets[stream.kind]--;
-    this.releaseLease(stream);
+    this.identityLimits.release(stream);
     // Still registered: the client has not heard of the end yet (client closes unregister first).
     const tell = this.ids.delete(stream.id, stream) && !this._closed;
     // A denied stream never opened: its `denied` log line is its record, no audit line.
@@ -620,9 +600,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     this.ctx.metrics.sessionClosed(this.identity.profile);
     for (const r of [...this.ids.values()]) this.closeResource(r, "session closed");
     this.ids.clear();
-    for (const lease of this.connectionLeases.values()) lease.release();
-    this.connectionLeases.clear();
-    this.releaseBucket();
+    this.identityLimits.releaseAll();
     this.lease.release();
     this.ctx.log.debug("session closed", { session: this.sid });
   }
@@ -636,10 +614,9 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   /**
    * idle_timeout_secs: an open stream or UDP socket that moved no bytes either way for that
    * long is closed with ETIMEDOUT (what operators expect of a proxy; the WebSocket's own idle
-   * timeout only catches vanished browsers). Also: a spent daily quota may be back (new day).
+   * timeout only catches vanished browsers).
    */
   private sweepIdle(): void {
-    if (this.quotaSpent && !this.dailyQuotaSpent()) this.quotaSpent = false;
     const secs = this.policy.limits.idleTimeoutSecs;
     if (secs === 0) return;
     const now = performance.now();
@@ -656,27 +633,11 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     }
   }
 
-  // ---- the daily quota (max_bytes_per_day, both directions, per identity) ----
-
-  private dailyQuotaSpent(): boolean {
-    const max = this.policy.limits.maxBytesPerDay;
-    return max > 0 && this.ctx.counters.bytesToday(`id:${this.identity.key}`) >= max;
-  }
-
-  private quotaMessage(): string {
-    return `daily quota of ${this.policy.limits.maxBytesPerDay} bytes (max_bytes_per_day) spent for ${this.who}`;
-  }
-
-  /** Count `bytes` toward the identity's day; when the quota is spent, end everything that moves bytes. */
+  /** Count bytes toward the identity's day; the moment its quota is spent, end what moves bytes. */
   private spend(bytes: number): void {
-    const max = this.policy.limits.maxBytesPerDay;
-    if (max === 0 || this.quotaSpent) return;
-    const key = `id:${this.identity.key}`;
-    this.ctx.counters.addBytes(key, bytes);
-    if (this.ctx.counters.bytesToday(key) < max) return;
-    this.quotaSpent = true;
-    const msg = this.quotaMessage();
-    this.ctx.log.info("daily quota spent", { session: this.sid, identity: this.who, max });
+    if (!this.identityLimits.spend(bytes)) return;
+    const msg = this.identityLimits.quotaMessage();
+    this.ctx.log.info("daily quota spent", { session: this.sid, identity: this.identityLimits.who });
     for (const r of [...this.ids.values()]) {
       if (r instanceof TcpStream) r.fail("ELIMIT", msg, "daily quota");
       else if (r instanceof UdpRelay) {

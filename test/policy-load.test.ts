@@ -250,7 +250,10 @@ test("a policy written for the original wasmnet (CIDR deny list, six [network] k
 test("[wisp] users and motd; bad passwords are named", () => {
   const { parsePolicy } = require("../src/policy/load.ts") as typeof import("../src/policy/load.ts");
   const cfg = parsePolicy('[wisp]\nusers = { alice = "s3cret", "bob.b" = "x" }\nmotd = "hi"', "w.toml");
-  expect([...cfg.wisp.users]).toEqual([["alice", "s3cret"], ["bob.b", "x"]]);
+  expect([...cfg.wisp.users]).toEqual([
+    ["alice", { password: "s3cret", publicKey: null, profile: null }],
+    ["bob.b", { password: "x", publicKey: null, profile: null }],
+  ]);
   expect(cfg.wisp.motd).toBe("hi");
   expect(() => parsePolicy('[wisp]\nusers = { alice = 5 }', "w.toml")).toThrow("w.toml: wisp.users.alice: expected a non-empty password string, got 5");
   expect(() => parsePolicy('[wisp]\nusers = ["alice:x"]', "w.toml")).toThrow("wisp.users");

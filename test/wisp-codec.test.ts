@@ -5,16 +5,21 @@ import { describe, expect, test } from "bun:test";
 import { packet as wjs, extensions as wjsExt } from "@mercuryworkshop/wisp-js/client";
 import {
   decodeWispExtensions,
+  decodeWispKeyClient,
+  decodeWispKeyServer,
   decodeWispMotd,
   decodeWispPacket,
   decodeWispPasswordClient,
   encodeWispExtensions,
+  encodeWispKeyClient,
+  encodeWispKeyServer,
   encodeWispMotd,
   encodeWispPacket,
   encodeWispPasswordClient,
   encodeWispPasswordServer,
   WISP_CLOSE,
   WISP_EXT,
+  WISP_KEY_ALG,
   type WispPacket,
 } from "../src/protocol/wisp.ts";
 import { wispCloseReason as wispReason } from "../src/protocol/wisp.ts";
@@ -111,6 +116,28 @@ describe("extension payloads", () => {
     const ext = decodeWispExtensions(theirs.serialize().bytes)!;
     expect(ext[0]!.id).toBe(WISP_EXT.passwordAuth);
     expect(decodeWispPasswordClient(ext[0]!.payload)).toEqual({ user: "u", password: "pw" });
+  });
+  test("key auth, server side: [u8 required][u8 algorithms][challenge]", () => {
+    const challenge = Uint8Array.from({ length: 64 }, (_, i) => i);
+    const b = encodeWispKeyServer({ required: true, algorithms: WISP_KEY_ALG.ed25519, challenge });
+    expect(hex(b.subarray(0, 4))).toBe("01010001");
+    expect(b.length).toBe(66);
+    expect(decodeWispKeyServer(b)).toEqual({ required: true, algorithms: 1, challenge });
+    expect(decodeWispKeyServer(encodeWispKeyServer({ required: false, algorithms: 1, challenge: new Uint8Array(0) }))).toEqual({ required: false, algorithms: 1, challenge: new Uint8Array(0) });
+    expect(decodeWispKeyServer(new Uint8Array([1]))).toBeNull();
+  });
+  test("key auth, client side: [u8 algorithm][32-byte SHA-256 of the key][signature]", () => {
+    const keyHash = new Uint8Array(32).fill(0xab);
+    const signature = new Uint8Array(64).fill(0xcd);
+    const b = encodeWispKeyClient({ algorithm: WISP_KEY_ALG.ed25519, keyHash, signature });
+    expect(b.length).toBe(97);
+    expect(hex(b.subarray(0, 2))).toBe("01ab");
+    expect(hex(b.subarray(33, 34))).toBe("cd");
+    expect(decodeWispKeyClient(b)).toEqual({ algorithm: 1, keyHash, signature });
+    // Too short to hold a hash and any signature: unreadable, never a partial answer.
+    expect(decodeWispKeyClient(b.subarray(0, 33))).toBeNull();
+    expect(decodeWispKeyClient(new Uint8Array(0))).toBeNull();
+    expect(() => encodeWispKeyClient({ algorithm: 1, keyHash: new Uint8Array(31), signature })).toThrow();
   });
   test("extension list round trip and truncation", () => {
     const list = [

@@ -31,7 +31,18 @@ export const INPUT_PAUSE = {
   bandwidth: 1,
   /** More is held beyond a stream's window than the adapter accepts. */
   held: 2,
+  /** A login (Wisp authentication) is being decided. */
+  login: 4,
 } as const;
+
+const utf8 = new TextEncoder();
+
+/** A WebSocket close reason: at most 123 bytes of UTF-8. */
+export function closeReason(s: string): string {
+  const b = utf8.encode(s);
+  if (b.length <= 123) return s;
+  return new TextDecoder().decode(b.subarray(0, 120)).replace(/\uFFFD$/, "") + "...";
+}
 
 export abstract class WsAdapter implements Transport {
   readonly session: Session;

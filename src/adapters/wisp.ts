@@ -8,28 +8,39 @@
 // is sized so that packets in flight stay within both the packet buffer and the byte window. A
 // client whose packets are so large that its packet credit still overshoots gets its WebSocket
 // paused (a slowdown, never loss): per stream at most 2 × window bytes are held.
+//
+// Authentication (v2 extensions 0x02 password, 0x03 Ed25519 key): when configured, every client
+// must log in in its INFO; v1 clients and clients that skip INFO are refused. A login from an
+// anonymous session becomes the session's identity (`wisp:<user>`, with the user's profile)
+// before anything is opened; on a session that came with a token, the token's identity stays
+// (the Wisp login is still checked) — see docs/protocol.md#wisp.
 import type { ServerWebSocket } from "bun";
 import type { ErrorCode } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import {
+  decodeWispKeyClient,
   decodeWispPacket,
   decodeWispPasswordClient,
   encodeWispClose,
   encodeWispContinue,
   encodeWispData,
+  encodeWispKeyServer,
   encodeWispMotd,
   encodeWispPacket,
   encodeWispPasswordServer,
   WISP_CLOSE,
   WISP_EXT,
   WISP_HEADER_BYTES,
+  WISP_KEY_ALG,
+  WISP_KEY_CHALLENGE_BYTES,
   WISP_STREAM,
   wispCloseReason,
   type WispExtension,
+  type WispKeyAnswer,
   type WispPacket,
 } from "../protocol/wisp.ts";
 import type { SessionContext } from "../session/context.ts";
-import { INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
+import { closeReason, INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 
 /** Packets each TCP stream may have in flight (the CONTINUE buffer size; wisp-js and epoxy use 128). */
 export const WISP_BUFFER_PACKETS = 128;
@@ -39,13 +50,23 @@ export const WISP_INFO_TIMEOUT_MS = 5000;
 const RECENTLY_CLOSED = 1024;
 /** UDP datagrams kept per stream while its socket is being bound; later ones are dropped (UDP may). */
 const EARLY_DATAGRAMS = 64;
+/** Packets a client may send while its login is decided (the socket is paused meanwhile). */
+const PACKETS_DURING_LOGIN = 256;
+
+/** Who logged in, and the profile its sessions run under (null: the top-level policy). */
+export interface WispLogin {
+  user: string;
+  profile: string | null;
+}
 
 export interface WispConfig {
   version: 1 | 2;
   /** Sent to v2 clients through the MOTD extension. */
   motd?: string | null;
-  /** Password auth (v2 extension 0x02). Off when absent. */
-  passwordAuth?: ((user: string, password: string) => boolean) | null;
+  /** Password auth (v2 extension 0x02): the login, or null for a wrong user or password. Off when absent. */
+  passwordAuth?: ((user: string, password: string) => WispLogin | null) | null;
+  /** Key auth (v2 extension 0x03): the login whose key signed `challenge`, or null. Off when absent. */
+  keyAuth?: ((answer: WispKeyAnswer, challenge: Uint8Array) => Promise<WispLogin | null>) | null;
   /** Offer UDP to v2 clients (default true). */
   udp?: boolean;
   bufferPackets?: number;
@@ -117,13 +138,18 @@ export class WispAdapter extends WsAdapter {
   private readonly streams = new Map<number, WispStream>();
   private readonly recentlyClosed = new Set<number>();
   private readonly buffer: number;
-  private readonly window: number;
+  /** The session's byte window per stream (set again after a login: its profile's). */
+  private window: number;
   /** v2 handshake: waiting for the client's INFO. Packets are not processed meanwhile. */
   private handshaking: boolean;
   private infoTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly offered: WispExtension[] = [];
   private negotiated = new Set<number>();
   private version: 1 | 2 = 1;
+  /** Key auth: the random challenge offered in our INFO. */
+  private readonly challenge: Uint8Array | null;
+  /** While a login is decided: the client's messages, handled once it is. */
+  private waiting: (string | Buffer)[] | null = null;
   /** Streams holding more than a window: the client is not read while any is. */
   private readonly overfull = new Set<WispStream>();
 
@@ -137,17 +163,22 @@ export class WispAdapter extends WsAdapter {
     this.buffer = Math.max(1, config.bufferPackets ?? WISP_BUFFER_PACKETS);
     this.window = this.session.window;
     this.handshaking = config.version === 2;
+    this.challenge = config.keyAuth ? crypto.getRandomValues(new Uint8Array(WISP_KEY_CHALLENGE_BYTES)) : null;
     if (config.version === 2) {
+      // Each method is "required" only when it is the only one: with both, either will do.
+      const only = !(config.passwordAuth && config.keyAuth);
       if (config.udp !== false) this.offered.push({ id: WISP_EXT.udp, payload: new Uint8Array(0) });
-      if (config.passwordAuth) this.offered.push({ id: WISP_EXT.passwordAuth, payload: encodeWispPasswordServer(true) });
+      if (config.passwordAuth) this.offered.push({ id: WISP_EXT.passwordAuth, payload: encodeWispPasswordServer(only) });
+      if (this.challenge)
+        this.offered.push({ id: WISP_EXT.keyAuth, payload: encodeWispKeyServer({ required: only, algorithms: WISP_KEY_ALG.ed25519, challenge: this.challenge }) });
       if (config.motd) this.offered.push({ id: WISP_EXT.motd, payload: encodeWispMotd(config.motd) });
       this.offered.push({ id: WISP_EXT.streamConfirmation, payload: new Uint8Array(0) });
       // wisp-js (and the v2 spec) expect INFO first, then CONTINUE once the client's INFO is in.
       this.sendFrame(encodeWispPacket({ type: "info", stream: 0, major: 2, minor: 0, extensions: this.offered }));
       this.infoTimer = setTimeout(() => this.noInfo(), WISP_INFO_TIMEOUT_MS);
-    } else if (config.passwordAuth) {
+    } else if (this.loginRequired) {
       // Credentials travel in the v2 INFO exchange: a v1 client has no way to log in.
-      this.reject(WISP_CLOSE.authMissingCredentials, "Wisp password authentication needs Wisp v2");
+      this.reject(WISP_CLOSE.authMissingCredentials, "Wisp authentication needs Wisp v2");
     } else {
       this.sendFrame(encodeWispContinue(0, this.buffer));
     }
@@ -195,6 +226,12 @@ export class WispAdapter extends WsAdapter {
 
   message(message: string | Buffer): void {
     if (this.session.closed) return;
+    if (this.waiting !== null) {
+      // A paused WebSocket still delivers what it had decoded: keep it, in order, for later.
+      if (this.waiting.length >= PACKETS_DURING_LOGIN) return this.reject(WISP_CLOSE.throttled, "too many packets before the login was decided");
+      this.waiting.push(message);
+      return;
+    }
     const d = typeof message === "string" ? null : decodeWispPacket(message);
     if (this.handshaking) {
       if (d?.ok && d.packet.type === "info" && d.packet.stream === 0) return this.clientInfo(d.packet);
@@ -227,29 +264,88 @@ export class WispAdapter extends WsAdapter {
 
   protected override closing(): void {
     clearTimeout(this.infoTimer);
+    this.waiting = null;
     this.streams.clear();
     this.overfull.clear();
   }
 
   // ---- handshake ----
 
+  private get loginRequired(): boolean {
+    return Boolean(this.config.passwordAuth || this.config.keyAuth);
+  }
+
   private clientInfo(p: Extract<WispPacket, { type: "info" }>): void {
     const theirs = new Map(p.extensions.map((e) => [e.id, e] as const));
-    if (this.config.passwordAuth) {
-      const creds = theirs.get(WISP_EXT.passwordAuth);
-      const parsed = creds ? decodeWispPasswordClient(creds.payload) : null;
-      if (!parsed) return this.reject(WISP_CLOSE.authMissingCredentials, "Wisp password authentication required");
-      if (!this.config.passwordAuth(parsed.user, parsed.password)) return this.reject(WISP_CLOSE.authBadPassword, "Wisp password rejected");
+    const negotiate = () => {
+      for (const e of this.offered) if (theirs.has(e.id)) this.negotiated.add(e.id);
+      this.finishHandshake(p.major >= 2 ? 2 : 1);
+    };
+    if (!this.loginRequired) return negotiate();
+    // Checking a key and counting the new identity take a moment: nothing from the client is
+    // handled (and the socket is not read) until the login is decided.
+    clearTimeout(this.infoTimer);
+    this.waiting = [];
+    this.holdInput(INPUT_PAUSE.login);
+    void this.logIn(theirs).then(
+      (ok) => {
+        if (!ok || this.session.closed || this.ws.readyState !== 1) return;
+        negotiate();
+        const waiting = this.waiting ?? [];
+        this.waiting = null;
+        this.releaseInput(INPUT_PAUSE.login);
+        for (const m of waiting) this.message(m);
+      },
+      (e) => {
+        this.session.ctx.log.error("wisp login failed", { session: this.session.sid, error: (e as Error).message });
+        this.reject(WISP_CLOSE.unknown, "login could not be decided");
+      },
+    );
+  }
+
+  /** Check the client's credentials and put the session under the login; false once refused. */
+  private async logIn(theirs: Map<number, WispExtension>): Promise<boolean> {
+    const { passwordAuth, keyAuth } = this.config;
+    const pw = passwordAuth ? theirs.get(WISP_EXT.passwordAuth) : undefined;
+    const key = keyAuth && this.challenge ? theirs.get(WISP_EXT.keyAuth) : undefined;
+    let login: WispLogin | null;
+    if (pw) {
+      const parsed = decodeWispPasswordClient(pw.payload);
+      if (!parsed) return this.refuseLogin(WISP_CLOSE.authMissingCredentials, "Wisp password credentials unreadable");
+      login = passwordAuth!(parsed.user, parsed.password);
+      if (!login) return this.refuseLogin(WISP_CLOSE.authBadPassword, "Wisp password rejected");
+    } else if (key) {
+      const answer = decodeWispKeyClient(key.payload);
+      if (!answer) return this.refuseLogin(WISP_CLOSE.authMissingCredentials, "Wisp key credentials unreadable");
+      login = await keyAuth!(answer, this.challenge!);
+      if (this.session.closed) return false;
+      if (!login) return this.refuseLogin(WISP_CLOSE.authBadSignature, "Wisp key signature rejected");
+    } else return this.refuseLogin(WISP_CLOSE.authMissingCredentials, "Wisp authentication required");
+
+    const current = this.session.identity;
+    if (current.name !== null) {
+      // A token already named the client. Its identity stays: one session, one identity, and a
+      // Wisp login can then never reach beyond what the token alone is given.
+      this.session.ctx.log.info("wisp login on a session with a token: the token's identity stays", { session: this.session.sid, identity: current.name, wisp_user: login.user });
+      return true;
     }
-    for (const e of this.offered) if (theirs.has(e.id)) this.negotiated.add(e.id);
-    this.finishHandshake(p.major >= 2 ? 2 : 1);
+    const refused = await this.session.bindIdentity({ key: `wisp:${login.user}`, name: login.user, profile: login.profile, allow: null });
+    if (this.session.closed) return false;
+    if (refused !== null) return this.refuseLogin(WISP_CLOSE.throttled, refused);
+    this.window = this.session.window; // the login's profile may size streams differently
+    return true;
+  }
+
+  private refuseLogin(reason: number, why: string): false {
+    this.reject(reason, why);
+    return false;
   }
 
   /** v2 without the client's INFO (it timed out, or the client went straight to streams). */
   private noInfo(): void {
     if (!this.handshaking) return;
     // Never a way around authentication.
-    if (this.config.passwordAuth) return this.reject(WISP_CLOSE.authMissingCredentials, "Wisp password authentication required");
+    if (this.loginRequired) return this.reject(WISP_CLOSE.authMissingCredentials, "Wisp authentication required");
     this.finishHandshake(1); // carry on as version 1, as the spec allows
   }
 
@@ -265,9 +361,10 @@ export class WispAdapter extends WsAdapter {
   private reject(reason: number, why: string): void {
     clearTimeout(this.infoTimer);
     this.handshaking = false;
+    this.waiting = null;
     this.sendFrame(encodeWispClose(0, reason));
-    this.session.ctx.log.info("wisp handshake refused", { session: this.session.sid, why });
-    this.ws.close(1008, why);
+    this.session.ctx.log.info("wisp handshake refused", { session: this.session.sid, remote: this.session.remote, why });
+    this.ws.close(1008, closeReason(why));
   }
 
   // ---- streams ----

@@ -9,7 +9,9 @@ import type { ServerWebSocket } from "bun";
 import type { ErrorCode } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import type { SessionContext } from "../session/context.ts";
-import { INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
+import { closeReason, INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
+
+const utf8 = new TextEncoder();
 
 /** The session id of a wsproxy socket's single stream. */
 export const WSPROXY_ID = 1;
@@ -30,15 +32,6 @@ export function wsproxyCloseCode(code: ErrorCode): number {
     default:
       return 1008; // ELIMIT, EBADREQ, …: policy violation
   }
-}
-
-const utf8 = new TextEncoder();
-
-/** Close reasons are limited to 123 bytes of UTF-8. */
-function closeReason(s: string): string {
-  const b = utf8.encode(s);
-  if (b.length <= 123) return s;
-  return new TextDecoder().decode(b.subarray(0, 120)).replace(/\uFFFD$/, "") + "...";
 }
 
 export class WsproxyAdapter extends WsAdapter {

@@ -37,7 +37,7 @@ export interface PolicyConfig {
     drainSecs: number; // how long open sessions may go on after SIGTERM
   };
   wisp: {
-    users: Map<string, string>; // Wisp v2 password authentication; empty = off
+    users: Map<string, WispUser>; // Wisp v2 authentication (password 0x02, key 0x03); empty = off
     motd: string | null;
   };
   auth: {
@@ -55,6 +55,16 @@ export interface PolicyConfig {
   };
   /** [profiles.NAME], each complete (top level plus its own tables). Empty inside a profile. */
   profiles: Map<string, PolicyConfig>;
+}
+
+/** One `[wisp] users` entry: how the user may log in, and the profile its sessions run under. */
+export interface WispUser {
+  /** Password authentication (extension 0x02); null: not by password. */
+  password: string | null;
+  /** Raw 32-byte Ed25519 public key for key authentication (extension 0x03); null: not by key. */
+  publicKey: Uint8Array | null;
+  /** `[profiles.NAME]` for its sessions; null: the top-level policy. */
+  profile: string | null;
 }
 
 const DEFAULT_BIND_PORTS = "3000-9999";

@@ -21,7 +21,17 @@ export function parsePolicy(text: string, source: string): PolicyConfig {
   applyTables(tables, cfg, source, null);
   // Profiles start from the finished top level, wherever they appear in the file.
   if (Object.hasOwn(doc, "profiles")) cfg.profiles = parseProfiles(profiles, cfg, source);
+  checkWispProfiles(cfg, source);
   return cfg;
+}
+
+/** A Wisp user's profile must exist: logging in must never fall back to a wider policy. */
+function checkWispProfiles(cfg: PolicyConfig, file: string): void {
+  for (const [user, u] of cfg.wisp.users) {
+    if (u.profile === null || cfg.profiles.has(u.profile)) continue;
+    const known = cfg.profiles.size === 0 ? "no [profiles.NAME] is defined" : `defined: ${[...cfg.profiles.keys()].join(", ")}`;
+    throw new PolicyFileError(file, `wisp.users.${user}.profile`, `unknown profile ${JSON.stringify(u.profile)} (${known})`);
+  }
 }
 
 function parseDocument(text: string, source: string): Table {

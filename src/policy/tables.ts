@@ -3,9 +3,10 @@
 // defaults) and a profile (from a copy of the top level). Each table also says which of its
 // keys hold for the whole server: those are refused inside a profile, because a profile only
 // takes effect once a session has an identity, and these are decided before that or shared.
-import type { PolicyConfig } from "./config.ts";
+import type { PolicyConfig, WispUser } from "./config.ts";
 import { decideAddress, decideName } from "./decide.ts";
 import { splitHostPort } from "./address.ts";
+import { Ed25519KeyError, parseEd25519PublicKey } from "./ed25519-key.ts";
 import { parsePortList } from "./ports.ts";
 import { type TableReader, isTable, show } from "./toml-reader.ts";
 
@@ -99,15 +100,57 @@ function parseServer(r: TableReader, cfg: PolicyConfig): void {
   cfg.server.drainSecs = r.number("drain_secs", cfg.server.drainSecs);
 }
 
+const WISP_USER_KEYS = ["password", "public_key", "profile"] as const;
+const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
+
+/**
+ * [wisp] users: `alice = "password"` (password only, top-level policy), or a table per user,
+ * `[wisp.users.alice] password = "…", public_key = "<Ed25519, hex or base64>", profile = "free"`,
+ * with a password, a key, or both. Profiles are checked once [profiles] is read (load.ts).
+ */
 function parseWisp(r: TableReader, cfg: PolicyConfig): void {
   const users = r.raw("users");
   if (users !== undefined) {
-    if (!isTable(users)) r.fail("users", `expected a table of user = "password", got ${show(users)}`);
-    for (const [user, password] of Object.entries(users)) {
+    if (!isTable(users)) r.fail("users", `expected a table of user = "password" or [wisp.users.NAME] tables, got ${show(users)}`);
+    const byKey = new Map<string, string>();
+    for (const [user, value] of Object.entries(users)) {
       const key = `users.${user}`;
-      if (typeof password !== "string" || password === "") r.fail(key, `expected a non-empty password string, got ${show(password)}`);
-      if (user === "" || user.length > 255 || password.length > 255) r.fail(key, "user names and passwords are at most 255 bytes (Wisp's field sizes)");
-      cfg.wisp.users.set(user, password);
+      if (user === "" || utf8Bytes(user) > 255) r.fail(key, "user names are 1 to 255 bytes (Wisp's field size)");
+      const u: WispUser = { password: null, publicKey: null, profile: null };
+      if (typeof value === "string") u.password = value;
+      else if (isTable(value)) {
+        for (const k of Object.keys(value)) {
+          if (!(WISP_USER_KEYS as readonly string[]).includes(k)) r.fail(`${key}.${k}`, `unknown key (known in [wisp.users.NAME]: ${WISP_USER_KEYS.join(", ")})`);
+        }
+        if (value.password !== undefined) {
+          if (typeof value.password !== "string") r.fail(`${key}.password`, `expected a non-empty password string, got ${show(value.password)}`);
+          u.password = value.password;
+        }
+        if (value.public_key !== undefined) {
+          const pk = value.public_key;
+          if (typeof pk !== "string") r.fail(`${key}.public_key`, `expected an Ed25519 public key string, got ${show(pk)}`);
+          try {
+            u.publicKey = parseEd25519PublicKey(pk);
+          } catch (e) {
+            if (e instanceof Ed25519KeyError) r.fail(`${key}.public_key`, `${show(pk)}: ${e.message}`);
+            throw e;
+          }
+          const hex = Buffer.from(u.publicKey).toString("hex");
+          const other = byKey.get(hex);
+          if (other !== undefined) r.fail(`${key}.public_key`, `the same key as users.${other}: a key must name one user`);
+          byKey.set(hex, user);
+        }
+        if (value.profile !== undefined) {
+          if (typeof value.profile !== "string" || value.profile === "") r.fail(`${key}.profile`, `expected a profile name, got ${show(value.profile)}`);
+          u.profile = value.profile;
+        }
+        if (u.password === null && u.publicKey === null) r.fail(key, "needs a password, a public_key, or both: there is no way to log in as this user");
+      } else r.fail(key, `expected a non-empty password string, got ${show(value)} (or a table with password, public_key, profile)`);
+      if (u.password !== null) {
+        if (u.password === "") r.fail(typeof value === "string" ? key : `${key}.password`, "expected a non-empty password string, got \"\"");
+        if (utf8Bytes(u.password) > 0xffff) r.fail(typeof value === "string" ? key : `${key}.password`, "passwords are at most 65535 bytes (Wisp's field size)");
+      }
+      cfg.wisp.users.set(user, u);
     }
   }
   const motd = r.raw("motd");

@@ -260,3 +260,57 @@ export function encodeWispMotd(message: string): Uint8Array {
 export function decodeWispMotd(b: Uint8Array): string {
   return new TextDecoder().decode(b);
 }
+
+// ---- key authentication (extension 0x03) ----
+// Server: `[u8 required][u8 supported algorithms, a bit mask][challenge]`; client:
+// `[u8 chosen algorithm][32-byte SHA-256 of its raw public key][signature of the challenge]`.
+// The layout of the Wisp v2 draft as epoxy-tls's wisp-mux implements it (wisp-js 0.5 has no
+// key authentication).
+
+/** Key algorithms (bit mask in the server's offer, one bit in the client's answer). */
+export const WISP_KEY_ALG = { ed25519: 0x01 } as const;
+/** Bytes of random challenge the server sends (what wisp-mux sends). */
+export const WISP_KEY_CHALLENGE_BYTES = 64;
+export const WISP_KEY_HASH_BYTES = 32;
+export const WISP_ED25519_SIGNATURE_BYTES = 64;
+
+export interface WispKeyOffer {
+  required: boolean;
+  algorithms: number;
+  challenge: Uint8Array;
+}
+
+export interface WispKeyAnswer {
+  algorithm: number;
+  /** SHA-256 of the client's raw public key. */
+  keyHash: Uint8Array;
+  signature: Uint8Array;
+}
+
+export function encodeWispKeyServer(o: WispKeyOffer): Uint8Array {
+  const out = new Uint8Array(2 + o.challenge.length);
+  out[0] = o.required ? 1 : 0;
+  out[1] = o.algorithms;
+  out.set(o.challenge, 2);
+  return out;
+}
+
+export function decodeWispKeyServer(b: Uint8Array): WispKeyOffer | null {
+  if (b.length < 2) return null;
+  return { required: b[0] !== 0, algorithms: b[1]!, challenge: b.subarray(2) };
+}
+
+export function encodeWispKeyClient(a: WispKeyAnswer): Uint8Array {
+  if (a.keyHash.length !== WISP_KEY_HASH_BYTES) throw new RangeError(`key hash must be ${WISP_KEY_HASH_BYTES} bytes`);
+  const out = new Uint8Array(1 + WISP_KEY_HASH_BYTES + a.signature.length);
+  out[0] = a.algorithm;
+  out.set(a.keyHash, 1);
+  out.set(a.signature, 1 + WISP_KEY_HASH_BYTES);
+  return out;
+}
+
+/** Null when too short to hold an algorithm, a hash and a signature of at least one byte. */
+export function decodeWispKeyClient(b: Uint8Array): WispKeyAnswer | null {
+  if (b.length < 1 + WISP_KEY_HASH_BYTES + 1) return null;
+  return { algorithm: b[0]!, keyHash: b.subarray(1, 1 + WISP_KEY_HASH_BYTES), signature: b.subarray(1 + WISP_KEY_HASH_BYTES) };
+}

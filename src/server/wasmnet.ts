@@ -6,7 +6,7 @@ import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import { HARD_MESSAGE_MARGIN, WS_BACKPRESSURE_LIMIT, WS_IDLE_TIMEOUT_SECS } from "../constants.ts";
 import type { WsData } from "../adapters/base.ts";
 import { WasmnetAdapter } from "../adapters/wasmnet.ts";
-import { WispAdapter } from "../adapters/wisp.ts";
+import { WispAdapter, type WispConfig } from "../adapters/wisp.ts";
 import { WsproxyAdapter } from "../adapters/wsproxy.ts";
 import { pass } from "../net/gate.ts";
 import type { SessionContext } from "../session/context.ts";
@@ -16,7 +16,7 @@ import { clientScriptResponse } from "./client-asset.ts";
 import { buildContext, type WasmnetOptions } from "./options.ts";
 import type { PolicyStore, ReloadResult } from "./policy-store.ts";
 import { makeRouter, type WsRoute } from "./routes.ts";
-import { checkPassword } from "./wisp-users.ts";
+import { checkKey, checkPassword, wispAuthMethods } from "./wisp-users.ts";
 
 export type { WsData } from "../adapters/base.ts";
 
@@ -52,7 +52,9 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   const sockets = new Set<ServerWebSocket<WsData>>();
   const route = makeRouter(options);
   const admission = new Admission(ctx);
-  const wispAuth = (user: string, password: string) => checkPassword(policies.current.wisp.users, user, password);
+  // Checked against the users of the running policy: a reload applies to the next login.
+  const wispPassword = (user: string, password: string) => checkPassword(policies.current.wisp.users, user, password);
+  const wispKey: NonNullable<WispConfig["keyAuth"]> = (answer, challenge) => checkKey(policies.current.wisp.users, answer, challenge);
   warnAboutPolicy(ctx, options.noPolicy === true);
   let drained: (() => void) | null = null;
 
@@ -72,8 +74,16 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     const { wisp } = policies.current;
     let start: WsData["start"];
     if (r.kind === "wsproxy") start = (ws) => new WsproxyAdapter(ws, ctx, r.target, session);
-    else if (r.kind === "wisp")
-      start = (ws) => new WispAdapter(ws, ctx, { version: a.protocols.length > 0 ? 2 : 1, motd: options.wispMotd ?? wisp.motd, passwordAuth: wisp.users.size > 0 ? wispAuth : null }, session);
+    else if (r.kind === "wisp") {
+      const auth = wispAuthMethods(wisp.users);
+      const config: WispConfig = {
+        version: a.protocols.length > 0 ? 2 : 1,
+        motd: options.wispMotd ?? wisp.motd,
+        passwordAuth: auth.password ? wispPassword : null,
+        keyAuth: auth.key ? wispKey : null,
+      };
+      start = (ws) => new WispAdapter(ws, ctx, config, session);
+    }
     else start = (ws) => new WasmnetAdapter(ws, ctx, session);
     const data: WsData = { remote: a.remote, start, adapter: null };
     const headers = chosen.protocol === null ? undefined : { "Sec-WebSocket-Protocol": chosen.protocol };

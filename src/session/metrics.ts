@@ -93,6 +93,11 @@ export class Metrics {
     this.sessions--;
     bump(this.profileSessions, profile ?? "", -1);
   }
+  /** An open session moved to another profile (a login after the upgrade). */
+  sessionProfileChanged(from: string | null, to: string | null): void {
+    bump(this.profileSessions, from ?? "", -1);
+    bump(this.profileSessions, to ?? "");
+  }
 
   /** This process's series, plus those of the parts that keep their own state. */
   series(extra: Series[] = []): Series[] {

@@ -46,9 +46,9 @@ let sessionCounter = 0;
 export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   readonly sid = (++sessionCounter).toString(36) + "-" + Math.random().toString(36).slice(2, 8);
   readonly remote: string;
-  readonly identity: Identity;
-  /** Fixed for the session's life: the client was told it in `hello`. */
-  readonly window: number;
+  private _identity: Identity;
+  /** The byte window per stream (its profile's stream_buffer_bytes): the client is told it in `hello`. */
+  private _window: number;
   private _version = 1;
   private _flow: boolean;
   private _halfClose: boolean;
@@ -65,7 +65,12 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   private readonly lookups: LookupBudget = lookupBudget(MAX_LOOKUPS_IN_FLIGHT);
   private readonly flowControl: Backpressure;
   private readonly lease: Lease;
-  private readonly identityLimits: IdentityLimits;
+  private identityLimits: IdentityLimits;
+  /** bindIdentity: the new identity's unit of max_sessions_per_identity, and how far it got. */
+  private identityLease: Lease = EMPTY_LEASE;
+  private binding: "no" | "asking" | "bound" = "no";
+  /** The session's bucket, then the identity's shared one: Backpressure holds this array. */
+  private readonly buckets: TokenBucket[];
   /** The policy (and the gate over it) as of a policy generation; rebuilt after a reload. */
   private view: { generation: number; policy: PolicyConfig; gate: GatePolicy } | null = null;
   private creditOwed = new Map<TcpStream, number>();
@@ -78,17 +83,17 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     options: SessionOptions,
   ) {
     this.remote = options.remote;
-    this.identity = options.identity ?? anonymous(options.remote);
+    this._identity = options.identity ?? anonymous(options.remote);
     this.lease = options.lease ?? EMPTY_LEASE;
     this._flow = options.flow ?? false;
     this._halfClose = options.halfClose ?? false;
     if (this._flow || this._halfClose) this._version = 2;
     const p = this.policy;
-    this.window = p.limits.streamBufferBytes;
+    this._window = p.limits.streamBufferBytes;
     this.identityLimits = new IdentityLimits(ctx, this.identity, () => this.policy);
-    const shared = this.identityLimits.bucket;
-    const buckets = shared ? [TokenBucket.forMbps(p.maxBandwidthMbps), shared] : [TokenBucket.forMbps(p.maxBandwidthMbps)];
-    this.flowControl = new Backpressure(transport, buckets, { high: ctx.highWatermark, low: ctx.lowWatermark }, ctx.memory, () => this.openStreams());
+    this.buckets = [];
+    this.setBuckets(p);
+    this.flowControl = new Backpressure(transport, this.buckets, { high: ctx.highWatermark, low: ctx.lowWatermark }, ctx.memory, () => this.openStreams());
     // One sweep a second at most: idle streams, and the daily quota coming back after midnight.
     const idleSecs = p.limits.idleTimeoutSecs;
     const every = idleSecs > 0 ? Math.min(1000, Math.max(100, idleSecs * 250)) : 1000;
@@ -129,7 +134,60 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     return (this.view = { generation: held.generation, policy, gate });
   }
 
+  /** The session's bucket and the identity's shared one, in the array Backpressure reads. */
+  private setBuckets(p: PolicyConfig): void {
+    const shared = this.identityLimits.bucket;
+    this.buckets.splice(0, this.buckets.length, TokenBucket.forMbps(p.maxBandwidthMbps), ...(shared ? [shared] : []));
+  }
+
+  /** Who the session belongs to: from admission, or from a login (bindIdentity). */
+  get identity(): Identity {
+    return this._identity;
+  }
+
+  /**
+   * Put the session under another identity, for a protocol that logs in after the upgrade
+   * (Wisp's own authentication). Only before the session's first request, and once. Takes the
+   * new identity's unit of max_sessions_per_identity (of its profile) through the counters, then
+   * switches the profile (policy, window, session bucket) and the identity's limits over. What
+   * admission counted stays held until the session ends (max_sessions, the IP's unit, the
+   * admission identity's unit): a login never frees room for more anonymous sessions from the
+   * same address. Resolves to null once bound, else why it was refused.
+   */
+  async bindIdentity(identity: Identity): Promise<string | null> {
+    if (this.started || this.binding !== "no") throw new Error("bindIdentity: only once, before the session's first request");
+    const policy = policyFor(this.ctx.policies.current, identity.profile);
+    if (policy === null) return `profile "${identity.profile}" is not in the policy`;
+    const max = policy.limits.maxSessionsPerIdentity;
+    this.binding = "asking";
+    const got = await this.ctx.counters.acquire([{ key: `id:${identity.key}:sessions`, max }]);
+    this.binding = got.ok ? "bound" : "no";
+    if (!got.ok) return got.reason === "limit" ? `max_sessions_per_identity (${max}) reached for ${identity.name ?? identity.key}` : "cluster limits are unavailable; try again later";
+    if (this._closed || this.started) {
+      got.lease.release();
+      return "the session went on meanwhile";
+    }
+    const from = this._identity.profile;
+    this._identity = identity;
+    this.identityLease = got.lease;
+    this.view = null;
+    const p = this.policy;
+    this._window = p.limits.streamBufferBytes;
+    // Nothing has moved yet, so fresh limits and buckets lose nothing.
+    this.identityLimits.releaseAll();
+    this.identityLimits = new IdentityLimits(this.ctx, identity, () => this.policy);
+    this.setBuckets(p);
+    this.ctx.metrics.sessionProfileChanged(from, identity.profile);
+    this.ctx.log.info("session identity bound", { session: this.sid, remote: this.remote, identity: identity.name, profile: identity.profile });
+    return null;
+  }
+
   // ---- what adapters read ----
+
+  /** The byte window per stream (its profile's stream_buffer_bytes). */
+  get window(): number {
+    return this._window;
+  }
 
   get version(): number {
     return this._version;
@@ -601,6 +659,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     for (const r of [...this.ids.values()]) this.closeResource(r, "session closed");
     this.ids.clear();
     this.identityLimits.releaseAll();
+    this.identityLease.release();
     this.lease.release();
     this.ctx.log.debug("session closed", { session: this.sid });
   }

@@ -4,6 +4,11 @@
 // "Browser client"): the refusal's status and one-line reason, or 426 when it would admit the
 // session. The GET carries no custom header, so a cross-origin page needs no CORS preflight;
 // the server's refusals are readable from any origin.
+//
+// GET, except from a page on the server's own origin: a browser sends no Origin header with a
+// same-origin GET, so a server with allowed_origins would answer "origin (none)" instead of the
+// real reason. A POST always carries Origin (the same one the WebSocket sent), and the server
+// answers any plain request to a protocol endpoint the same way.
 import { WasmnetError } from "./errors.ts";
 
 /** How long the question may take before the failure stays plain ECLOSED. */
@@ -27,7 +32,14 @@ export async function whyRefused(
   const abort = typeof AbortController === "function" ? new AbortController() : null;
   const timer = abort ? setTimeout(() => abort.abort(), REFUSAL_QUERY_MS) : undefined;
   try {
-    const res = await fetchFn(probe, { method: "GET", credentials: "omit", cache: "no-store", signal: abort?.signal });
+    const res = await fetchFn(probe, {
+      method: sameOrigin(probe) ? "POST" : "GET",
+      credentials: "omit",
+      cache: "no-store",
+      // With the page's "no-referrer" policy a POST's Origin would be "null"; "origin" keeps it exact.
+      referrerPolicy: "origin",
+      signal: abort?.signal,
+    });
     const reason = await refusalReason(res);
     if (res.status === 401 || res.status === 431) return new WasmnetError("EAUTH", reason, undefined, res.status);
     if (res.status >= 400 && res.status !== 426) return new WasmnetError("EREFUSED", reason, undefined, res.status);
@@ -49,6 +61,17 @@ export function withToken(url: string, token: string): string {
 function baseHref(): string | undefined {
   const loc = (globalThis as { location?: { href?: string } }).location;
   return typeof loc?.href === "string" ? loc.href : undefined;
+}
+
+/** Whether `url` is on the page's own origin (never outside a browser). */
+function sameOrigin(url: string): boolean {
+  const here = baseHref();
+  if (here === undefined) return false;
+  try {
+    return new URL(here).origin === new URL(url).origin;
+  } catch {
+    return false;
+  }
 }
 
 /** The session's URL as http(s), with the token as `?token=`; null when it is not a ws or http URL. */

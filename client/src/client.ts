@@ -4,6 +4,10 @@
 // picks the ids of accepted inbound connections. By default it negotiates version 2 (`hello`) and,
 // when the server grants `flow`, never has more than `window` unacknowledged bytes per stream: data
 // beyond the credit waits in a per-stream queue and goes out as `credit` events arrive.
+//
+// With `{ token }` the token rides as the subprotocol `wasmnet.bearer.<token>` next to `wasmnet`.
+// A session the server refuses before the upgrade (bad token, origin, limits) fails the WebSocket
+// without a reason a browser can read; refusal.ts asks the server once and makes it a typed error.
 import {
   DEFAULT_BACKLOG,
   FEATURES,

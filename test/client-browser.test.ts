@@ -3,7 +3,11 @@
 // Without /usr/bin/chromium (or openssl, for the test CA) every test here is skipped, with a loud
 // warning — or fails, naming what is missing, where CI requires them.
 import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Page } from "playwright-core";
+import { createToken } from "../src/auth/issue.ts";
 import { createServer, type WasmnetServer } from "../src/index.ts";
 import { silentLogger } from "../src/log.ts";
 import { launchBrowser, openPage, unhandledIn, type Browser, type PageProblems } from "./helpers/browser.ts";
@@ -547,3 +551,175 @@ for (const binary of [false, true]) {
     );
   });
 }
+
+// ---- tokens ----
+// A server whose policy has an [auth] table (an HS256 secret written to a temp dir), one that
+// refuses every origin but https://app.example, and a page of their own: the failed handshakes
+// below make Chromium log network errors to the console, which the shared page must not collect.
+describe("browser client with tokens", () => {
+  let dir: string;
+  let secret: Uint8Array;
+  let authSrv: WasmnetServer;
+  let originSrv: WasmnetServer;
+  let tokenPage: Page;
+  let tokenProblems: PageProblems;
+  // Chromium's own reports of the refusals this block provokes; anything else is a problem.
+  const EXPECTED_CONSOLE = /WebSocket connection to .* failed|Failed to load resource: the server responded with a status of (401|403)/;
+
+  const token = (sub: string, over: Partial<Parameters<typeof createToken>[0]> = {}) => createToken({ secret, sub, ttlSecs: 300, aud: "wasmnet", ...over });
+
+  beforeAll(async () => {
+    if (!browserNeeds.available) return;
+    dir = mkdtempSync(join(tmpdir(), "wasmnet-browser-auth-"));
+    secret = crypto.getRandomValues(new Uint8Array(32));
+    writeFileSync(join(dir, "secret.key"), secret);
+    const network = '[network]\ndeny = []\nallow = ["*"]\n';
+    writeFileSync(
+      join(dir, "auth.toml"),
+      `${network}[auth]\nrequired = true\naudience = "wasmnet"\nhs256_secret_file = ${JSON.stringify(join(dir, "secret.key"))}\n[profiles.free.limits]\nmax_sessions_per_identity = 5\n`,
+    );
+    writeFileSync(join(dir, "origin.toml"), `${network}[server]\nallowed_origins = ["https://app.example"]\n`);
+    authSrv = await createServer({ hostname: "127.0.0.1", port: 0, policy: join(dir, "auth.toml"), logger: silentLogger }).listen();
+    originSrv = await createServer({ hostname: "127.0.0.1", port: 0, policy: join(dir, "origin.toml"), logger: silentLogger }).listen();
+    ({ page: tokenPage, problems: tokenProblems } = await openPage(browser, `http://127.0.0.1:${srv.port}/healthz`));
+  });
+
+  afterAll(async () => {
+    if (!browserNeeds.available) return;
+    await tokenPage?.close();
+    await authSrv?.stop();
+    await originSrv?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function expectOnlyRefusalNoise(): Promise<void> {
+    expect(await unhandledIn(tokenPage)).toEqual([]);
+    expect(tokenProblems.errors.filter((e) => !EXPECTED_CONSOLE.test(e))).toEqual([]);
+  }
+
+  it("Chromium accepts the handshake with the token as a subprotocol: wasmnet selected, identity and profile visible, echo and a zero-round-trip open work", async () => {
+    const t = await token("alice", { profile: "free" });
+    const r = await tokenPage.evaluate(
+      async ({ clientUrl, wsUrl, port, token }) => {
+        const { WasmnetClient } = await import(clientUrl);
+        const c = new WasmnetClient(wsUrl, { token, binary: true });
+        await c.ready();
+        const echo = async (id: number, text: string) => {
+          let got = "";
+          await new Promise<void>((resolve) =>
+            c.onData(id, (d: Uint8Array) => {
+              got += new TextDecoder().decode(d);
+              if (got.length >= text.length) resolve();
+            }),
+          );
+          return got;
+        };
+        const id = await c.connect("127.0.0.1", port);
+        const waited = echo(id, "after connected");
+        c.send(id, "after connected");
+        const fast = c.openAndSend("127.0.0.1", port, "behind the connect");
+        const out = {
+          protocol: c.webSocket.protocol,
+          identity: c.identity,
+          profile: c.profile,
+          version: c.version,
+          waited: await waited,
+          fast: await echo(fast, "behind the connect"),
+        };
+        c.disconnect();
+        return out;
+      },
+      { clientUrl: clientUrl(), wsUrl: wsUrl(authSrv), port: echo.port, token: t },
+    );
+    expect(r).toEqual({ protocol: "wasmnet", identity: "alice", profile: "free", version: 2, waited: "after connected", fast: "behind the connect" });
+    await expectOnlyRefusalNoise();
+  });
+
+  it("a refused token: ready() rejects with EAUTH and the server's reason (expired, missing); without fetch it is only ECLOSED", async () => {
+    const expired = await token("bob", { ttlSecs: 60, nowSecs: Math.floor(Date.now() / 1000) - 3600 });
+    const r = await tokenPage.evaluate(
+      async ({ clientUrl, wsUrl, expired }) => {
+        const { WasmnetClient } = await import(clientUrl);
+        const outcome = async (options: object) => {
+          const c = new WasmnetClient(wsUrl, options);
+          try {
+            await c.ready();
+            return "resolved";
+          } catch (e) {
+            const err = e as { name: string; code: string; status?: number; message: string };
+            return { name: err.name, code: err.code, status: err.status ?? null, message: err.message };
+          }
+        };
+        return {
+          expired: await outcome({ token: expired }),
+          missing: await outcome({}),
+          noFetch: await outcome({ token: expired, fetch: null }),
+        };
+      },
+      { clientUrl: clientUrl(), wsUrl: wsUrl(authSrv), expired },
+    );
+    expect(r.expired).toEqual({ name: "WasmnetError", code: "EAUTH", status: 401, message: "token has expired" });
+    expect(r.missing).toEqual({ name: "WasmnetError", code: "EAUTH", status: 401, message: "a token is required" });
+    expect(r.noFetch).toMatchObject({ name: "WasmnetError", code: "ECLOSED", status: null });
+    await expectOnlyRefusalNoise();
+  });
+
+  it("an origin the server does not allow: EREFUSED 403 naming the page's origin (the GET is cross-origin, read through CORS)", async () => {
+    const r = await tokenPage.evaluate(
+      async ({ clientUrl, wsUrl }) => {
+        const { WasmnetClient } = await import(clientUrl);
+        const c = new WasmnetClient(wsUrl);
+        try {
+          await c.ready();
+          return "resolved";
+        } catch (e) {
+          const err = e as { code: string; status?: number; message: string };
+          return { code: err.code, status: err.status ?? null, message: err.message };
+        }
+      },
+      { clientUrl: clientUrl(), wsUrl: wsUrl(originSrv) },
+    );
+    expect(r).toEqual({ code: "EREFUSED", status: 403, message: `origin http://127.0.0.1:${srv.port} is not in allowed_origins` });
+    await expectOnlyRefusalNoise();
+  });
+
+  it("a page on the server's own origin, with allowed_origins set: the reason is the token's, not a missing Origin", async () => {
+    // A same-origin GET carries no Origin header; the client asks with a POST there.
+    const port = freePort();
+    const file = join(dir, "same-origin.toml");
+    writeFileSync(
+      file,
+      `[network]\ndeny = []\nallow = ["*"]\n[server]\nallowed_origins = ["http://127.0.0.1:${port}"]\n[auth]\nrequired = true\naudience = "wasmnet"\nhs256_secret_file = ${JSON.stringify(join(dir, "secret.key"))}\n`,
+    );
+    const own = await createServer({ hostname: "127.0.0.1", port, policy: file, logger: silentLogger }).listen();
+    const { page: p, problems: pr } = await openPage(browser, `http://127.0.0.1:${port}/healthz`);
+    try {
+      const good = await token("carol");
+      const expired = await token("carol", { ttlSecs: 60, nowSecs: Math.floor(Date.now() / 1000) - 3600 });
+      const r = await p.evaluate(
+        async ({ clientUrl, wsUrl, good, expired }) => {
+          const { WasmnetClient } = await import(clientUrl);
+          const ok = new WasmnetClient(wsUrl, { token: good });
+          await ok.ready();
+          const identity = ok.identity;
+          ok.disconnect();
+          const bad = new WasmnetClient(wsUrl, { token: expired });
+          try {
+            await bad.ready();
+            return { identity, refused: "resolved" };
+          } catch (e) {
+            const err = e as { code: string; status?: number; message: string };
+            return { identity, refused: { code: err.code, status: err.status ?? null, message: err.message } };
+          }
+        },
+        { clientUrl: `http://127.0.0.1:${port}/wasmnet-client.js`, wsUrl: `ws://127.0.0.1:${port}/`, good, expired },
+      );
+      expect(r).toEqual({ identity: "carol", refused: { code: "EAUTH", status: 401, message: "token has expired" } });
+      expect(await unhandledIn(p)).toEqual([]);
+      expect(pr.errors.filter((e) => !EXPECTED_CONSOLE.test(e))).toEqual([]);
+    } finally {
+      await p.close();
+      await own.stop();
+    }
+  });
+});

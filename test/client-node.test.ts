@@ -17,7 +17,8 @@ import {
 } from "../src/protocol/index.ts";
 import { createServer, type WasmnetServer } from "../src/index.ts";
 import { silentLogger } from "../src/log.ts";
-import { duplexServer, sha256hex, testBytes } from "./helpers/client-targets.ts";
+import { duplexServer, makePki, sha256hex, testBytes, tlsEchoServer, type TestPki } from "./helpers/client-targets.ts";
+import { needing } from "./helpers/components.ts";
 import { echoServer, freePort } from "./helpers/targets.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -424,6 +425,131 @@ describe("events and replay", () => {
   }
 });
 
+describe("zero-round-trip opens (openAndSend)", () => {
+  /** A version-2 peer with `window` that answers hello only: the test decides when (and whether) a stream connects. */
+  const silentPeer = (window: number) =>
+    scriptedPeer((p, r) => {
+      if (r.op === "hello") p.emit({ ev: "hello", id: 0, version: 2, features: ["flow", "half_close"], window, limits: HELLO_LIMITS });
+    });
+
+  for (const binary of [false, true]) {
+    test(`${binary ? "binary" : "json"}: connect and the first window of data go out before connected; the rest waits for credit`, async () => {
+      const peer = silentPeer(4);
+      try {
+        const c = new WasmnetClient(peer.url, { binary });
+        await c.ready();
+        const id = c.openAndSend("example.test", 80, "0123456789");
+        // Synchronously: the window's 4 bytes were handed to the WebSocket, 6 wait in the client.
+        expect(c.bufferedAmount(id)).toBe(6);
+        const p = peer.peers[0]!;
+        await waitFor(() => p.sent(id).length === 4, "the first 4 bytes at the peer");
+        expect(p.reqs.map((r) => r.op)).toEqual(["hello", "connect", "send"]);
+        expect(p.reqs[1]).toEqual({ op: "connect", id, addr: "example.test", port: 80 });
+        const tls = c.openAndSend("example.test", 443, undefined, { tls: true });
+        await waitFor(() => p.reqs.length === 4, "the connect_tls");
+        expect(p.reqs[3]).toEqual({ op: "connect_tls", id: tls, addr: "example.test", port: 443 });
+        const got: string[] = [];
+        c.onData(id, (d) => got.push(new TextDecoder().decode(d)));
+        p.emit({ ev: "connected", id });
+        p.emit({ ev: "data", id, data: new TextEncoder().encode("hi") });
+        p.emit({ ev: "credit", id, bytes: 4 });
+        await waitFor(() => p.sent(id).length === 8, "4 more bytes after credit");
+        p.emit({ ev: "credit", id, bytes: 4 });
+        await waitFor(() => p.sent(id).length === 10, "the last 2 bytes");
+        expect(new TextDecoder().decode(new Uint8Array(p.sent(id)))).toBe("0123456789");
+        expect(got).toEqual(["hi"]);
+        c.disconnect();
+      } finally {
+        peer.stop();
+      }
+    });
+  }
+
+  test("a refused open ends its stream: onError and onClose get EPOLICY, queued writes reject, late EBADIDs are ignored", async () => {
+    const peer = silentPeer(4);
+    try {
+      const c = new WasmnetClient(peer.url);
+      await c.ready();
+      const warnings: unknown[] = [];
+      const warn = console.warn;
+      console.warn = (...a: unknown[]) => void warnings.push(a);
+      try {
+        const id = c.openAndSend("blocked.test", 80, "0123456789");
+        const errors: string[] = [];
+        c.onError(id, (e) => errors.push(e.code));
+        const closed = new Promise<WasmnetError | undefined>((r) => c.onClose(id, r));
+        const queued = c.sendAsync(id, "more");
+        const p = peer.peers[0]!;
+        await waitFor(() => p.sent(id).length === 4, "the first 4 bytes");
+        p.emit({ ev: "denied", id, msg: 'deny "*": blocked.test' });
+        // The server answers the send that crossed the refusal with EBADID: nothing more to report.
+        p.emit({ ev: "error", id, code: "EBADID", msg: `send: unknown id ${id}` });
+        const err = await closed;
+        expect(err).toBeInstanceOf(WasmnetError);
+        expect([err!.code, err!.message, err!.id]).toEqual(["EPOLICY", 'deny "*": blocked.test', id]);
+        expect(await codeOf(queued)).toBe("EPOLICY");
+        expect(() => c.send(id, "x")).toThrow(expect.objectContaining({ code: "ECLOSED" }) as never);
+        // A round trip through the peer, so the EBADID has surely been handled.
+        const after = c.openAndSend("t", 1);
+        await waitFor(() => p.reqs.some((r) => r.op === "connect" && r.id === after), "a later connect");
+        p.emit({ ev: "error", id: after, code: "ECONNREFUSED", msg: "connect t:1 refused" });
+        const e2 = await new Promise<WasmnetError | undefined>((r) => c.onClose(after, r));
+        expect(e2?.code).toBe("ECONNREFUSED");
+        expect(errors).toEqual(["EPOLICY"]);
+        expect(warnings).toEqual([]);
+      } finally {
+        console.warn = warn;
+      }
+      c.disconnect();
+    } finally {
+      peer.stop();
+    }
+  });
+
+  test("called before ready(): the open waits for the hello answer, then spends the window it grants", async () => {
+    const peer = silentPeer(4);
+    try {
+      const c = new WasmnetClient(peer.url, { binary: true });
+      const id = c.openAndSend("example.test", 80, "0123456789");
+      expect(c.bufferedAmount(id)).toBe(10); // nothing may go out before the window is known
+      await c.ready();
+      expect(c.bufferedAmount(id)).toBe(6);
+      const p = peer.peers[0]!;
+      await waitFor(() => p.sent(id).length === 4, "the first 4 bytes");
+      expect(p.reqs.map((r) => r.op)).toEqual(["hello", "connect", "send"]);
+      c.disconnect();
+    } finally {
+      peer.stop();
+    }
+  });
+
+  test("called before the WebSocket opens on version 1: everything goes out once it opens", async () => {
+    const peer = scriptedPeer(() => {});
+    try {
+      const c = new WasmnetClient(peer.url, { version: 1 });
+      const id = c.openAndSend("example.test", 80, new Uint8Array(300_000));
+      c.close(id);
+      await c.ready();
+      const p = peer.peers[0]!;
+      await waitFor(() => p.reqs.some((r) => r.op === "close"), "the close");
+      expect(p.reqs[0]).toEqual({ op: "connect", id, addr: "example.test", port: 80 });
+      expect(p.sent(id).length).toBe(300_000);
+      expect(p.reqs.at(-1)).toEqual({ op: "close", id });
+      c.disconnect();
+    } finally {
+      peer.stop();
+    }
+  });
+
+  test("a session that failed before opening: the pending open's onClose gets the failure; later calls throw ECLOSED", async () => {
+    const c = new WasmnetClient(`ws://127.0.0.1:${freePort()}/`);
+    const id = c.openAndSend("127.0.0.1", 7, "x");
+    const err = await new Promise<WasmnetError | undefined>((r) => c.onClose(id, r));
+    expect(err?.code).toBe("ECLOSED");
+    expect(() => c.openAndSend("127.0.0.1", 7, "x")).toThrow(expect.objectContaining({ code: "ECLOSED" }) as never);
+  });
+});
+
 // ---- against the real server ----
 
 describe("against a real wasmnet server", () => {
@@ -472,6 +598,57 @@ describe("against a real wasmnet server", () => {
       await p.ready();
       expect(await codeOf(p.connect("127.0.0.1", echo.port))).toBe("EPOLICY");
       p.disconnect();
+    });
+
+    test(`${framing}: openAndSend: 4 MiB sent behind the connect through the 1 MiB window, echoed intact`, async () => {
+      const c = new WasmnetClient(url(), { binary });
+      await c.ready();
+      const payload = testBytes(4 << 20, 21);
+      const got: Uint8Array[] = [];
+      let n = 0;
+      const id = c.openAndSend("127.0.0.1", echo.port, payload);
+      // Before any answer: exactly one window is on its way, the rest waits for credit.
+      expect(c.bufferedAmount(id)).toBe(payload.length - c.window);
+      let closedWith: unknown = "open";
+      c.onClose(id, (e) => (closedWith = e));
+      c.onData(id, (d) => {
+        got.push(d);
+        n += d.length;
+      });
+      await waitFor(() => n === payload.length, { what: "4 MiB echoed", timeoutMs: 30_000, detail: () => n, failIf: () => closedWith !== "open" && `closed: ${closedWith}` });
+      expect(sha256hex(Buffer.concat(got))).toBe(sha256hex(payload));
+      c.disconnect();
+    }, 40_000);
+
+    test(`${framing}: openAndSend to a denied or refused destination ends that stream with the reason`, async () => {
+      // policySrv's default policy denies loopback.
+      const p = new WasmnetClient(`ws://127.0.0.1:${policySrv.port}/`, { binary });
+      await p.ready();
+      const codes: string[] = [];
+      const errCodes = new Map<number, string[]>();
+      p.webSocket.addEventListener("message", (m: MessageEvent) => {
+        const e = typeof m.data === "string" ? decodeJsonEvent(m.data) : decodeBinaryEvent(new Uint8Array(m.data as ArrayBuffer));
+        if (e.ev === "error") errCodes.set(e.id, [...(errCodes.get(e.id) ?? []), e.code]);
+      });
+      const id = p.openAndSend("127.0.0.1", echo.port, testBytes(p.window + 1000, 3));
+      p.onError(id, (e) => codes.push(e.code));
+      const waiting = p.sendAsync(id, "behind the window");
+      const err = await new Promise<WasmnetError | undefined>((r) => p.onClose(id, r));
+      expect(err?.code).toBe("EPOLICY");
+      expect(err?.message).toContain("nonpublic");
+      expect(await codeOf(waiting)).toBe("EPOLICY");
+      // The server answers the sends that followed the refused connect with EBADID; the client
+      // ignores them (the stream has already ended with its reason).
+      await waitFor(() => (errCodes.get(id) ?? []).includes("EBADID"), { what: "the EBADID answers to the crossed sends", detail: () => [...errCodes] });
+      expect(codes).toEqual(["EPOLICY"]);
+      p.disconnect();
+
+      const c = new WasmnetClient(url(), { binary });
+      await c.ready();
+      const refused = c.openAndSend("127.0.0.1", freePort(), "hello?");
+      const e2 = await new Promise<WasmnetError | undefined>((r) => c.onClose(refused, r));
+      expect(e2?.code).toBe("ECONNREFUSED");
+      c.disconnect();
     });
 
     test(`${framing}: 8 MiB each way through stream() with half-close, intact`, async () => {
@@ -531,4 +708,40 @@ describe("against a real wasmnet server", () => {
       c.disconnect();
     }, 30_000);
   }
+});
+
+const tlsNeeds = needing("openssl");
+tlsNeeds.describe("openAndSend over TLS (real server, test CA)", () => {
+  let pki: TestPki;
+  let tlsSrv: WasmnetServer;
+  let tlsEcho: ReturnType<typeof tlsEchoServer>;
+  let rogue: ReturnType<typeof tlsEchoServer>;
+  beforeAll(async () => {
+    pki = makePki();
+    tlsEcho = tlsEchoServer(pki.certPem, pki.keyPem);
+    rogue = tlsEchoServer(pki.rogueCertPem, pki.rogueKeyPem);
+    tlsSrv = await createServer({ hostname: "127.0.0.1", port: 0, noPolicy: true, extraCaPem: [pki.caPem], logger: silentLogger }).listen();
+  });
+  afterAll(async () => {
+    await tlsSrv?.stop();
+    tlsEcho?.stop();
+    rogue?.stop();
+  });
+
+  test("the request rides behind connect_tls and is echoed; an untrusted certificate ends the stream with ETLS", async () => {
+    const c = new WasmnetClient(`ws://127.0.0.1:${tlsSrv.port}/`, { binary: true });
+    const id = c.openAndSend("localhost", tlsEcho.port, "sent before the handshake", { tls: true });
+    let got = "";
+    await new Promise<void>((resolve) =>
+      c.onData(id, (d) => {
+        got += new TextDecoder().decode(d);
+        if (got.length >= 25) resolve();
+      }),
+    );
+    expect(got).toBe("sent before the handshake");
+    const bad = c.openAndSend("localhost", rogue.port, "never delivered", { tls: true });
+    const err = await new Promise<WasmnetError | undefined>((r) => c.onClose(bad, r));
+    expect(err?.code).toBe("ETLS");
+    c.disconnect();
+  });
 });

@@ -4,6 +4,10 @@
 // picks the ids of accepted inbound connections. By default it negotiates version 2 (`hello`) and,
 // when the server grants `flow`, never has more than `window` unacknowledged bytes per stream: data
 // beyond the credit waits in a per-stream queue and goes out as `credit` events arrive.
+//
+// With `{ token }` the token rides as the subprotocol `wasmnet.bearer.<token>` next to `wasmnet`.
+// A session the server refuses before the upgrade (bad token, origin, limits) fails the WebSocket
+// without a reason a browser can read; refusal.ts asks the server once and makes it a typed error.
 import {
   DEFAULT_BACKLOG,
   FEATURES,
@@ -18,6 +22,7 @@ import {
 } from "../../src/protocol/index.ts";
 import { installBase64Fallback, toBytes, type Data } from "./bytes.ts";
 import { WasmnetError, type WasmnetErrorCode } from "./errors.ts";
+import { whyRefused, withToken } from "./refusal.ts";
 import { socketStream, type SocketStream, type StreamOptions, type StreamSink } from "./streams.ts";
 
 installBase64Fallback();
@@ -36,8 +41,27 @@ export interface WasmnetClientOptions {
    * `bufferedAmount` is at or below this many bytes. Default 1 MiB.
    */
   v1HighWaterMark?: number;
+  /**
+   * A token (JWT) from the operator's app, for a server whose policy has an `[auth]` table. Sent as
+   * the WebSocket subprotocol `wasmnet.bearer.<token>` offered after `wasmnet` (the server selects
+   * `wasmnet`, never the token). A token with characters a subprotocol cannot carry goes in the
+   * URL as `?token=` instead. A refused token makes {@link WasmnetClient.ready} reject with `EAUTH`.
+   */
+  token?: string;
+  /**
+   * How the client learns why a WebSocket failed before it opened (browsers do not tell): one plain
+   * GET to the same URL, which the server answers with the refusal's status and reason. Defaults to
+   * `globalThis.fetch`; `null` turns the question off (the failure is then plain `ECLOSED`).
+   */
+  fetch?: typeof globalThis.fetch | null;
   /** WebSocket implementation; defaults to `globalThis.WebSocket`. */
-  WebSocket?: new (url: string | URL) => WebSocket;
+  WebSocket?: new (url: string | URL, protocols?: string | string[]) => WebSocket;
+}
+
+/** Options of {@link WasmnetClient.openAndSend}. */
+export interface OpenAndSendOptions {
+  /** Open a TLS stream (`connect_tls`: the server does the handshake). Default false. */
+  tls?: boolean;
 }
 
 export type DataCallback = (data: Uint8Array) => void;
@@ -61,6 +85,8 @@ interface Sock {
   id: number;
   kind: Kind;
   state: "opening" | "open" | "closed";
+  /** An openAndSend made before negotiation settled: its open request has not gone out yet. */
+  unsent?: { op: "connect" | "connect_tls"; addr: string; port: number };
   /** close() or shutdown() was called: no more sends. */
   sendClosed: boolean;
   closeAfterFlush: boolean;
@@ -94,6 +120,12 @@ interface PendingOp {
 }
 
 const GRAVEYARD_MAX = 1024;
+/** The wasmnet protocol's own subprotocol name, offered first so no server can echo the token entry. */
+const SUBPROTOCOL = "wasmnet";
+const BEARER_PREFIX = "wasmnet.bearer.";
+/** Characters a subprotocol (an HTTP token, RFC 6455 §4.1) may hold; a JWT's base64url and dots fit. */
+const SUBPROTOCOL_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]*$/;
+
 const WS_CONNECTING = 0;
 const WS_OPEN = 1;
 
@@ -125,6 +157,13 @@ export class WasmnetClient {
   private _features: string[] = [];
   private _window = Infinity;
   private _limits: HelloLimits | undefined;
+  private _identity: string | null | undefined;
+  private _profile: string | null | undefined;
+  private wsOpened = false;
+  private readonly fetchFn: typeof globalThis.fetch | null;
+  private readonly token: string | undefined;
+  /** openAndSend calls made before negotiation settled, in call order. */
+  private deferred: Sock[] = [];
 
   private nextId = 1;
   private readonly sockets = new Map<number, Sock>();
@@ -148,20 +187,33 @@ export class WasmnetClient {
         if (this.negotiated) return;
         this.negotiated = true;
         if (this.helloTimer !== undefined) clearTimeout(this.helloTimer);
-        if (err) reject(err);
-        else resolve();
+        if (err) {
+          reject(err);
+          return;
+        }
+        resolve();
+        this.sendDeferred();
       };
     });
     // Nobody may ever call ready(); a failed connection must not become an unhandled rejection.
     this.negotiation.catch(() => {});
 
+    const g = globalThis as { fetch?: typeof globalThis.fetch };
+    this.fetchFn = options.fetch === null ? null : (options.fetch ?? (typeof g.fetch === "function" ? g.fetch.bind(globalThis) : null));
+    this.token = options.token;
     const WS = options.WebSocket ?? globalThis.WebSocket;
-    this.ws = new WS(url);
+    if (this.token === undefined) this.ws = new WS(url);
+    else if (SUBPROTOCOL_CHARS.test(this.token)) this.ws = new WS(url, [SUBPROTOCOL, BEARER_PREFIX + this.token]);
+    else this.ws = new WS(withToken(url, this.token));
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () => this.opened();
     this.ws.onmessage = (ev: MessageEvent) => this.message(ev.data);
-    this.ws.onclose = (ev: CloseEvent) =>
-      this.teardown(new WasmnetError("ECLOSED", `WebSocket to ${url} closed (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`));
+    this.ws.onclose = (ev: CloseEvent) => {
+      const closed = new WasmnetError("ECLOSED", `WebSocket to ${url} closed (code ${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`);
+      if (this.wsOpened || this.down) this.teardown(closed);
+      // Failed before it opened: the browser hides the HTTP answer, so ask the server why.
+      else void whyRefused(this.fetchFn, url, this.token, closed).then((err) => this.teardown(err));
+    };
     this.ws.onerror = () => {}; // a close event follows and carries the news
   }
 
@@ -187,6 +239,17 @@ export class WasmnetClient {
   /** Limits the server announced in its `hello`, if any. */
   get limits(): HelloLimits | undefined {
     return this._limits;
+  }
+  /**
+   * Who the server says this session is (the token's `sub`), from its `hello` answer: null for an
+   * anonymous session, undefined when the server did not say (version 1, or before ready()).
+   */
+  get identity(): string | null | undefined {
+    return this._identity;
+  }
+  /** The policy profile the session runs under: null for the top-level policy, undefined as for {@link identity}. */
+  get profile(): string | null | undefined {
+    return this._profile;
   }
   /** The underlying WebSocket (for diagnostics such as `bufferedAmount`). */
   get webSocket(): WebSocket {
@@ -245,6 +308,38 @@ export class WasmnetClient {
       this.sockets.set(id, sock);
       this.transmit({ op, id, addr, port });
     });
+  }
+
+  /**
+   * Open a TCP stream (TLS with `{ tls: true }`) and send `data` right behind the `connect`, without
+   * waiting for `connected`: the server queues the bytes and writes them once the connection is up,
+   * which saves a round trip on the first request. Returns the stream's id at once; send more, set
+   * callbacks or take a `stream(id)` view straight away. Called before {@link ready} settles, the
+   * open goes out as soon as it does.
+   *
+   * A failed open (`EPOLICY`, `ECONNREFUSED`, `ETLS`, `ELIMIT`, …) ends the stream: `onClose(id)`
+   * gets the error (and `onError`, when set), writes still waiting reject with it, and later sends
+   * throw `ECLOSED`. Bytes sent before `connected` spend the flow-control window like any others.
+   * Throws `ECLOSED` if the session is already gone.
+   */
+  openAndSend(addr: string, port: number, data?: Data, options: OpenAndSendOptions = {}): number {
+    this.check();
+    const kind: Kind = options.tls ? "tls" : "tcp";
+    const op = options.tls ? "connect_tls" : "connect";
+    const bytes = data === undefined ? undefined : toBytes(data);
+    const id = this.allocId();
+    const sock = this.newSock(id, kind, "opening");
+    this.sockets.set(id, sock);
+    if (this.negotiated) {
+      this.transmit({ op, id, addr, port });
+    } else {
+      // The window is not known yet: everything waits in the queue (copied) until the open goes out.
+      sock.unsent = { op, addr, port };
+      sock.credit = 0;
+      this.deferred.push(sock);
+    }
+    if (bytes !== undefined) this.enqueue(sock, bytes);
+    return id;
   }
 
   // ---- fire-and-forget operations ----
@@ -418,6 +513,7 @@ export class WasmnetClient {
   // ---- internals: WebSocket ----
 
   private opened(): void {
+    this.wsOpened = true;
     if (this.down) return;
     if (this.wantVersion === 1) {
       this.settleNegotiation();
@@ -460,6 +556,8 @@ export class WasmnetClient {
       else this._window = e.window;
     }
     this._limits = e.limits;
+    this._identity = e.identity;
+    this._profile = e.profile;
     const maxMsg = e.limits?.max_message_bytes;
     if (typeof maxMsg === "number" && maxMsg > 0) {
       // Fits both framings: base64 grows data by 4/3, plus the JSON envelope or binary header.
@@ -473,10 +571,23 @@ export class WasmnetClient {
     this.ws.send(this.binary ? (encodeBinaryRequest(req) as Uint8Array<ArrayBuffer>) : encodeJsonRequest(req));
   }
 
+  /** Negotiation is settled: send the opens openAndSend had to hold, then their data. */
+  private sendDeferred(): void {
+    for (const sock of this.deferred.splice(0)) {
+      const u = sock.unsent;
+      if (!u || sock.state === "closed") continue;
+      sock.unsent = undefined;
+      sock.credit = this.initialCredit(sock.kind);
+      this.transmit({ op: u.op, id: sock.id, addr: u.addr, port: u.port });
+      this.pump(sock);
+    }
+  }
+
   /** The WebSocket is gone: reject everything pending and close every socket. Idempotent. */
   private teardown(err: WasmnetError): void {
     if (this.down) return;
     this.down = err;
+    this.deferred = [];
     this.settleNegotiation(err);
     if (this.drainTimer !== undefined) clearTimeout(this.drainTimer);
     for (const w of this.drainWaiters.splice(0)) w.reject(err);
@@ -563,10 +674,14 @@ export class WasmnetClient {
           if (sock && sock.state === "opening") this.finish(sock, err, false);
           return;
         }
-        if (!sock) return;
+        // An id that has ended hears nothing more, except EBADID for requests that crossed its end
+        // on the wire (e.g. data sent behind an open the server had already refused): ignored.
+        if (!sock || sock.state === "closed") return;
         if (sock.onError) safe(() => sock.onError!(err));
         // A malformed request leaves the stream as it was; a UDP socket survives a failed datagram.
-        const survives = err.code === "EBADREQ" || err.code === "EPOLICY" || (sock.kind === "udp" && err.code !== "EBADID");
+        // An open still in progress (openAndSend) ends with any answer but `connected`.
+        const survives =
+          sock.state !== "opening" && (err.code === "EBADREQ" || err.code === "EPOLICY" || (sock.kind === "udp" && err.code !== "EBADID"));
         if (!survives) this.finish(sock, err);
         else if (!sock.onError) console.warn(`wasmnet: socket ${e.id}: ${err.code}: ${err.message}`);
         return;
@@ -650,7 +765,7 @@ export class WasmnetClient {
   }
 
   private pump(sock: Sock): void {
-    if (this.down) return;
+    if (this.down || sock.unsent) return;
     while (sock.queue.length > 0 && sock.credit > 0) {
       const w = sock.queue[0]!;
       const n = Math.min(sock.credit, this.chunk, w.bytes.length - w.off);
@@ -712,7 +827,7 @@ export class WasmnetClient {
       sendClosed: false,
       closeAfterFlush: false,
       finAfterFlush: false,
-      credit: this.flow && (kind === "tcp" || kind === "tls") ? this._window : Infinity,
+      credit: this.initialCredit(kind),
       queue: [],
       queued: 0,
       inbox: [],
@@ -723,6 +838,11 @@ export class WasmnetClient {
       closeFired: false,
       endFired: false,
     };
+  }
+
+  /** What a new socket may send before its first credit: the window for a stream under flow control. */
+  private initialCredit(kind: Kind): number {
+    return this.flow && (kind === "tcp" || kind === "tls") ? this._window : Infinity;
   }
 
   private find(id: number): Sock | undefined {
@@ -738,3 +858,4 @@ export class WasmnetClient {
     return sock;
   }
 }
+

@@ -7,6 +7,7 @@ export type {
   DataFromCallback,
   EndCallback,
   ErrorCallback,
+  OpenAndSendOptions,
   WasmnetClientOptions,
 } from "./client.ts";
 export { WasmnetError } from "./errors.ts";

@@ -73,7 +73,6 @@ export class Admission {
       identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow };
     }
     const profile = policyFor(top, identity.profile) ?? top;
-    if (!count) return { ok: true, remote, identity, lease: EMPTY_LEASE, protocols: auth.protocols };
 
     const specs: LimitSpec[] = [
       { key: "sessions", max: top.limits.maxSessions },
@@ -86,6 +85,11 @@ export class Admission {
       if (got.key === "sessions") return no(503, `max_sessions (${got.max}) reached`);
       if (got.key.startsWith("ip:")) return no(429, `max_sessions_per_ip (${got.max}) reached for ${remote}`);
       return no(429, `max_sessions_per_identity (${got.max}) reached for ${identity.name ?? remote}`);
+    }
+    // A plain GET only asks whether a session would be let in (429 and 503 included): give the unit back.
+    if (!count) {
+      got.lease.release();
+      return { ok: true, remote, identity, lease: EMPTY_LEASE, protocols: auth.protocols };
     }
     return { ok: true, remote, identity, lease: got.lease, protocols: auth.protocols };
   }

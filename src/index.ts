@@ -6,3 +6,5 @@ export { defaultPolicy, loadPolicyFile, parsePolicy, unrestrictedPolicy, type Po
 export { dnsServerResolver, systemResolver, type Resolver } from "./net/resolve.ts";
 export { createLogger, type Logger, type LogLevel } from "./log.ts";
 export * as protocol from "./protocol/index.ts";
+export { createToken, generateKeys, parseDuration, type CreateTokenOptions } from "./auth/issue.ts";
+export type { ReloadResult } from "./server/policy-store.ts";

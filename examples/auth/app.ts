@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 // In your own app: `wasmnet token create` does the same from a shell, and any JWT library works
 // (claims: sub, aud, iss, exp, and optionally "wasmnet": { "profile": …, "allow": [...] }).
-import { createToken } from "../../src/auth/issue.ts";
+import { createToken } from "../../src/index.ts"; // in your app: from "wasmnet"
 import { readHs256Secret } from "../../src/auth/keys.ts";
 
 const dir = import.meta.dir;

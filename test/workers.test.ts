@@ -7,6 +7,9 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { RestartBackoff } from "../src/cluster/backoff.ts";
+import { SeriesGatherer } from "../src/cluster/peer-series.ts";
+import { encodeRole, selfCommand, WORKER_ENV, workerCount, workerRole } from "../src/cluster/role.ts";
 import { TestClient } from "./helpers/client.ts";
 import { spawnServer, type Child } from "./helpers/spawn.ts";
 import { echoServer } from "./helpers/targets.ts";
@@ -182,6 +185,51 @@ function metric(body: string, name: string, labels = ""): number {
 const closeCode = (c: TestClient) => new Promise<number>((r) => (c.closed ? r(c.closeCode) : c.ws.addEventListener("close", (e) => r(e.code))));
 
 // ---- the tests ---------------------------------------------------------------------------------
+
+describe("the supervisor's decisions", () => {
+  test("restart backoff: 100 ms doubling to 10 s; a worker that served 10 s starts the series again", () => {
+    const b = new RestartBackoff();
+    expect([null, null, null, 50, 9_999].map((up) => b.died(up))).toEqual([100, 200, 400, 800, 1600]);
+    for (let i = 0; i < 10; i++) b.died(null);
+    expect(b.died(null)).toBe(10_000);
+    expect(b.died(10_000)).toBe(100);
+    expect(b.died(null)).toBe(200);
+  });
+
+  test("a worker's role needs the variable, valid numbers and an IPC channel", () => {
+    const env = { [WORKER_ENV]: encodeRole({ slot: 1, count: 2, port: 9000 }) };
+    expect(workerRole(env, true)).toEqual({ slot: 1, count: 2, port: 9000 });
+    expect(workerRole(env, false)).toBeNull(); // set by hand, or inherited: not a worker
+    expect(workerRole({}, true)).toBeNull();
+    for (const bad of ["{", "null", '{"slot":2,"count":2,"port":9000}', '{"slot":0,"count":2,"port":0}', '{"slot":0.5,"count":2,"port":1}'])
+      expect(workerRole({ [WORKER_ENV]: bad }, true)).toBeNull();
+  });
+
+  test("auto is the CPU count; the command line re-runs the binary, or bun with its flags and the script", () => {
+    expect(workerCount("auto", 8)).toBe(8);
+    expect(workerCount("auto", 0)).toBe(1);
+    expect(workerCount(3, 8)).toBe(3);
+    const base = { execPath: "/usr/bin/bun", execArgv: ["--smol"], argv: ["/usr/bin/bun", "/app/src/cli.ts", "--workers", "2"] };
+    expect(selfCommand(["--workers", "2"], { ...base, standalone: false })).toEqual(["/usr/bin/bun", "--smol", "/app/src/cli.ts", "--workers", "2"]);
+    expect(selfCommand(["--workers", "2"], { execPath: "/opt/wasmnet", execArgv: [], argv: ["bun", "/$bunfs/root/wasmnet"], standalone: true })).toEqual(["/opt/wasmnet", "--workers", "2"]);
+  });
+
+  test("gathering series: every answer, or what came in time (a silent or dead worker is left out)", async () => {
+    const g = new SeriesGatherer(50);
+    const asked: [number, number][] = [];
+    const all = g.gather([11, 12], (pid, q) => asked.push([pid, q]));
+    for (const [pid, q] of asked) g.answer(pid, q, [{ name: "wasmnet_sessions", value: pid }]);
+    expect(await all).toEqual({ lists: [[{ name: "wasmnet_sessions", value: 11 }], [{ name: "wasmnet_sessions", value: 12 }]], missing: [] });
+
+    asked.length = 0;
+    const partial = g.gather([21, 22, 23], (pid, q) => asked.push([pid, q]));
+    g.answer(21, asked[0]![1], []);
+    g.answer(21, asked[0]![1], [{ name: "wasmnet_sessions", value: 99 }]); // a duplicate is ignored
+    g.gone(22);
+    expect(await partial).toEqual({ lists: [[]], missing: [23] }); // after the 50 ms wait
+    expect(await g.gather([], () => {})).toEqual({ lists: [], missing: [] });
+  });
+});
 
 test("--help shows --workers", () => {
   const r = Bun.spawnSync([process.execPath, CLI, "--help"], { stdout: "pipe", stderr: "pipe" });

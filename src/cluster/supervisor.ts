@@ -40,6 +40,8 @@ export async function supervise(options: ServerOptions, count: number, fail: (ms
   let policy: PolicyConfig;
   let port = options.port ?? DEFAULT_PORT;
   const hostname = options.hostname ?? DEFAULT_HOST;
+  // Elsewhere SO_REUSEPORT does not spread connections over processes (or does not exist).
+  if (process.platform !== "linux") fail(`--workers ${count} needs Linux (the kernel spreads a reusePort port's connections over the workers); use one process per port here`);
   try {
     policy = resolvePolicy(options);
     if (port === 0) port = pickFreePort(hostname);

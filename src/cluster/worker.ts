@@ -39,6 +39,7 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
     server.handler.drainNow();
   };
 
+  // Orders sent before this runs are not lost: Bun holds IPC messages until a listener exists.
   process.on("message", (m: unknown) => {
     if (!isSupervisorMessage(m)) return;
     switch (m.t) {

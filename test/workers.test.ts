@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RestartBackoff } from "../src/cluster/backoff.ts";
-import { SeriesGatherer } from "../src/cluster/peer-series.ts";
+import { RetiredCounters, SeriesGatherer } from "../src/cluster/peer-series.ts";
 import { encodeRole, selfCommand, WORKER_ENV, workerCount, workerRole } from "../src/cluster/role.ts";
 import { TestClient } from "./helpers/client.ts";
 import { spawnServer, type Child } from "./helpers/spawn.ts";
@@ -187,6 +187,18 @@ const closeCode = (c: TestClient) => new Promise<number>((r) => (c.closed ? r(c.
 // ---- the tests ---------------------------------------------------------------------------------
 
 describe("the supervisor's decisions", () => {
+  test("a dead worker's counters stay in the totals; its gauges leave with it", () => {
+    const r = new RetiredCounters();
+    r.saw(1, [{ name: "wasmnet_sessions_total", value: 5 }, { name: "wasmnet_sessions", value: 2 }, { name: "wasmnet_worker_restarts_total", value: 1 }]);
+    r.saw(1, [{ name: "wasmnet_sessions_total", value: 7 }, { name: "wasmnet_sessions", value: 3 }]);
+    r.saw(2, [{ name: "wasmnet_sessions_total", value: 4 }, { name: "wasmnet_errors_total", labels: { code: "EPERM" }, value: 1 }]);
+    r.died(1);
+    expect(r.series).toEqual([{ name: "wasmnet_sessions_total", value: 7 }]);
+    r.died(2);
+    r.died(3); // never seen: nothing to keep
+    expect(r.series).toEqual([{ name: "wasmnet_sessions_total", value: 11 }, { name: "wasmnet_errors_total", labels: { code: "EPERM" }, value: 1 }]);
+  });
+
   test("restart backoff: 100 ms doubling to 10 s; a worker that served 10 s starts the series again", () => {
     const b = new RestartBackoff();
     expect([null, null, null, 50, 9_999].map((up) => b.died(up))).toEqual([100, 200, 400, 800, 1600]);
@@ -270,6 +282,10 @@ describe("--workers 2", () => {
     const placed = await sessionsOnEveryWorker(srv, pids);
     const [victim, survivor] = pids as [number, number];
     const codes = new Map(placed.map((s) => [s, closeCode(s.client)]));
+    // A scrape before the kill: the totals it shows must not fall when a worker dies.
+    const before = await askEveryWorker(srv.port, "/metrics", pids);
+    for (const [, m] of before) expect(metric(m.body, "wasmnet_sessions_total")).toBe(placed.length);
+    const bytesUpBefore = Math.max(...[...before.values()].map((m) => metric(m.body, "wasmnet_bytes_total", '{direction="up"}')));
 
     process.kill(victim, "SIGKILL");
     // Exactly the victim's sessions end…
@@ -292,9 +308,12 @@ describe("--workers 2", () => {
           expect(metric(m.body, "wasmnet_workers")).toBe(2);
           expect(metric(m.body, "wasmnet_worker_restarts_total")).toBe(1);
           expect(metric(m.body, "wasmnet_sessions")).toBe(stillOpen);
+          // The dead worker's sessions and bytes stay counted.
+          expect(metric(m.body, "wasmnet_sessions_total")).toBe(placed.length + more.length);
+          expect(metric(m.body, "wasmnet_bytes_total", '{direction="up"}')).toBeGreaterThan(bytesUpBefore);
         }
       },
-      "both workers to report 2 workers, 1 restart and every open session",
+      "both workers to report 2 workers, 1 restart, every open session and every session ever opened",
     );
     expect(await srv.stop("SIGTERM")).toBe(0);
     expect(gone(survivor) && gone(fresh)).toBe(true);

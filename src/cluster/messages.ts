@@ -7,8 +7,8 @@ export type WorkerMessage =
   | { t: "listening"; port: number }
   /** The worker could not start (policy, key files, port): the supervisor reports `msg`. */
   | { t: "fatal"; msg: string }
-  /** A /metrics request: send me the other workers' series (answered with `peers`, same `q`). */
-  | { t: "peers?"; q: number }
+  /** A /metrics request: send me the other workers' series (answered with `peers`, same `q`); `own` is what this worker shows. */
+  | { t: "peers?"; q: number; own: Series[] }
   /** The answer to `series?`. */
   | { t: "series"; q: number; series: Series[] };
 

@@ -1,7 +1,7 @@
 // The supervisor's side of /metrics: a worker asked for the other workers' series; ask each of
 // them, and answer with whatever came back within PEER_WAIT_MS (a worker too busy or stuck to
 // answer is left out of that one scrape, not waited for).
-import type { Series } from "../session/metrics.ts";
+import { FAMILIES, mergeSeries, type Series } from "../session/metrics.ts";
 
 /** How long the supervisor waits for the workers' answers to one /metrics request. */
 export const PEER_WAIT_MS = 1000;
@@ -60,5 +60,36 @@ export class SeriesGatherer {
   /** A worker died: no answer will come from it. */
   gone(pid: number): void {
     for (const g of [...this.open.values()]) if (g.waiting.delete(pid) && g.waiting.size === 0) g.finish();
+  }
+}
+
+/**
+ * The counts of workers that died. A restarted worker counts from 0 again, so a total summed
+ * over the live workers would fall — and Prometheus reads a counter that falls as a reset, and
+ * its rate() as a jump by the whole remaining total. So the supervisor remembers the latest
+ * series it has passed on for each worker (every value a scrape showed went through it, the
+ * answering worker's own included) and, when a worker dies, keeps its counters in the totals.
+ * Gauges (open sessions, sockets, memory) leave with the worker.
+ */
+export class RetiredCounters {
+  private readonly seen = new Map<number, Series[]>();
+  private retired: Series[] = [];
+
+  /** The latest series of worker `pid` that a scrape may show. */
+  saw(pid: number, series: Series[]): void {
+    this.seen.set(pid, series);
+  }
+
+  died(pid: number): void {
+    const last = this.seen.get(pid);
+    this.seen.delete(pid);
+    if (!last) return;
+    const counters = last.filter((s) => FAMILIES[s.name].type === "counter" && FAMILIES[s.name].merge === "sum");
+    this.retired = mergeSeries([this.retired, counters]);
+  }
+
+  /** The dead workers' counters, summed: one more list to merge into a scrape. */
+  get series(): Series[] {
+    return this.retired;
   }
 }

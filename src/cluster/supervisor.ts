@@ -10,7 +10,7 @@ import { resolvePolicy, type ServerOptions } from "../server/options.ts";
 import { RestartBackoff } from "./backoff.ts";
 import { pickFreePort } from "./free-port.ts";
 import { isWorkerMessage, type SupervisorMessage, type WorkerMessage } from "./messages.ts";
-import { SeriesGatherer } from "./peer-series.ts";
+import { RetiredCounters, SeriesGatherer } from "./peer-series.ts";
 import { encodeRole, selfCommand, WORKER_ENV, workerCount } from "./role.ts";
 
 /** Past drain_secs and the server's own grace for closing, a worker still running is killed. */
@@ -56,6 +56,7 @@ class Supervisor {
   private readonly backoff: RestartBackoff[];
   private readonly restartTimers = new Set<ReturnType<typeof setTimeout>>();
   private readonly gatherer = new SeriesGatherer();
+  private readonly retired = new RetiredCounters();
   private phase: "starting" | "serving" | "stopping" | "failed" = "starting";
   private restarts = 0;
   private signals = 0;
@@ -129,6 +130,7 @@ class Supervisor {
         w.fatal = msg.msg;
         return;
       case "peers?": {
+        this.retired.saw(w.pid, msg.own);
         const others = this.live().filter((x) => x !== w && x.listeningSince !== null);
         void this.gatherer
           .gather(
@@ -137,11 +139,13 @@ class Supervisor {
           )
           .then(({ lists, missing }) => {
             if (missing.length > 0) this.log.warn("metrics: workers did not answer in time; this scrape leaves them out", { pids: missing });
-            this.send(w, { t: "peers", q: msg.q, lists });
+            const gone = this.retired.series;
+            this.send(w, { t: "peers", q: msg.q, lists: gone.length > 0 ? [...lists, gone] : lists });
           });
         return;
       }
       case "series":
+        this.retired.saw(w.pid, msg.series); // even late: remembering more than was shown is safe
         this.gatherer.answer(w.pid, msg.q, msg.series);
         return;
     }
@@ -156,6 +160,7 @@ class Supervisor {
   private exited(w: Worker, code: number | null, signal: number | null | string): void {
     w.exited = true;
     this.gatherer.gone(w.pid);
+    this.retired.died(w.pid);
     const how = { slot: w.slot, pid: w.pid, code, signal };
     if (this.phase === "stopping" || this.phase === "failed") {
       if (code !== 0) this.anyFailedExit = true;

@@ -81,7 +81,7 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
       port: role.port,
       reusePort: true,
       memoryShare: 1 / role.count,
-      peerMetrics: () => peers.ask(),
+      peerMetrics: (own) => peers.ask(own),
       extraMetrics: () => clusterSeries(cluster),
     });
     await server.listen();
@@ -109,7 +109,7 @@ class PeerQuestions {
     private readonly log: Logger,
   ) {}
 
-  ask(): Promise<Series[][]> {
+  ask(own: Series[]): Promise<Series[][]> {
     if (!process.connected) return Promise.resolve([]);
     const q = ++this.next;
     return new Promise((resolve) => {
@@ -124,7 +124,7 @@ class PeerQuestions {
         clearTimeout(timer);
         resolve(lists);
       });
-      this.send({ t: "peers?", q });
+      this.send({ t: "peers?", q, own });
     });
   }
 

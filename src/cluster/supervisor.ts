@@ -84,17 +84,26 @@ class Supervisor {
     process.on("SIGINT", () => this.shutdown("SIGINT"));
     process.on("SIGTERM", () => this.shutdown("SIGTERM"));
     process.on("SIGHUP", () => this.reload());
-    for (let slot = 0; slot < this.count; slot++) this.spawn(slot);
+    for (let slot = 0; slot < this.count && this.phase === "starting"; slot++) this.spawn(slot);
   }
 
   private spawn(slot: number): void {
-    const proc = Bun.spawn(this.command, {
-      env: { ...process.env, [WORKER_ENV]: encodeRole({ slot, count: this.count, port: this.port }) },
-      stdio: ["ignore", "inherit", "inherit"],
-      serialization: "json",
-      ipc: (m) => this.message(w, m),
-      onExit: (_p, code, signal) => this.exited(w, code, signal),
-    });
+    let proc: Worker["proc"];
+    try {
+      proc = Bun.spawn(this.command, {
+        env: { ...process.env, [WORKER_ENV]: encodeRole({ slot, count: this.count, port: this.port }) },
+        stdio: ["ignore", "inherit", "inherit"],
+        serialization: "json",
+        ipc: (m) => this.message(w, m),
+        onExit: (_p, code, signal) => this.exited(w, code, signal),
+      });
+    } catch (e) {
+      // No process at all (out of processes or memory, the executable gone): like a death before listening.
+      const error = e instanceof Error ? e.message : String(e);
+      if (this.phase === "starting") return this.startFailed(`cannot start worker ${slot}: ${error}`);
+      this.log.error("cannot start a worker", { slot, error });
+      return this.restartLater(slot, null);
+    }
     const w: Worker = { slot, proc, pid: proc.pid, listeningSince: null, fatal: null, exited: false };
     this.workers.set(slot, w);
     this.log.info("worker started", { slot, pid: w.pid });
@@ -168,26 +177,36 @@ class Supervisor {
       return this.exitWhenAllGone();
     }
     if (this.phase === "starting") {
-      // Start-up failures are the operator's to fix (a policy or key file, a port in use):
-      // report the first and stop, instead of restarting into the same error forever.
-      this.startFailure = w.fatal ?? `worker ${w.slot} (pid ${w.pid}) exited with ${signal ? `signal ${signal}` : `code ${code}`} before it was listening`;
-      this.phase = "failed";
-      for (const x of this.live()) this.send(x, { t: "stop" });
-      this.killLateWorkers(EXIT_MARGIN_MS);
-      return this.exitWhenAllGone();
+      return this.startFailed(w.fatal ?? `worker ${w.slot} (pid ${w.pid}) exited with ${signal ? `signal ${signal}` : `code ${code}`} before it was listening`);
     }
     // Serving: the others go on; this slot gets a new process after the backoff.
-    const upMs = w.listeningSince === null ? null : performance.now() - w.listeningSince;
     if (w.fatal) this.log.error("worker failed to start", { ...how, error: w.fatal });
     else this.log.warn("worker exited", how);
     this.tellCluster();
-    const delay = this.backoff[w.slot]!.died(upMs);
-    this.log.info("restarting worker", { slot: w.slot, in_ms: delay });
+    this.restartLater(w.slot, w.listeningSince === null ? null : performance.now() - w.listeningSince);
+  }
+
+  /**
+   * Start-up failures are the operator's to fix (a policy or key file, a port in use): report
+   * the first and stop, instead of restarting into the same error forever.
+   */
+  private startFailed(why: string): void {
+    this.startFailure = why;
+    this.phase = "failed";
+    for (const x of this.live()) this.send(x, { t: "stop" });
+    this.killLateWorkers(EXIT_MARGIN_MS);
+    this.exitWhenAllGone();
+  }
+
+  /** A new process for `slot` after its backoff; `upMs`: how long the last one listened (null: never). */
+  private restartLater(slot: number, upMs: number | null): void {
+    const delay = this.backoff[slot]!.died(upMs);
+    this.log.info("restarting worker", { slot, in_ms: delay });
     const timer = setTimeout(() => {
       this.restartTimers.delete(timer);
       if (this.phase !== "serving") return;
       this.restarts++;
-      this.spawn(w.slot);
+      this.spawn(slot);
       this.tellCluster();
     }, delay);
     this.restartTimers.add(timer);

@@ -106,7 +106,7 @@ const main = defineCommand({
     "tls-ca": { type: "string", description: "extra CA certificates (PEM) for connect_tls" },
     "log-level": { type: "string", description: "error|warn|info|debug (or WASMNET_LOG)" },
     "drain-secs": { type: "string", description: "how long open sessions may go on after SIGTERM (default 5)" },
-    workers: { type: "string", description: "worker processes sharing the port: N or auto (default 1)" },
+    workers: { type: "string", description: "worker processes sharing the port: N or auto = the CPU count (default: [server] workers, else 1)" },
     redis: { type: "string", description: "count cluster-wide limits in Redis: redis://host:6379/0" },
   },
   subCommands: {

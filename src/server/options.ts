@@ -51,9 +51,10 @@ export interface WasmnetOptions {
   memoryShare?: number;
   /**
    * The other processes of this server (workers): their metric series, so /metrics describes
-   * the whole server whichever process answers.
+   * the whole server whichever process answers. `own` is this process's series as this scrape
+   * renders them (a supervisor remembers them, so a worker that dies leaves its counts in the totals).
    */
-  peerMetrics?: () => Promise<Series[][]>;
+  peerMetrics?: (own: Series[]) => Promise<Series[][]>;
   /** Extra series this process reports (the supervisor's worker counts). */
   extraMetrics?: () => Series[];
 }

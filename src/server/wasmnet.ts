@@ -140,8 +140,10 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   };
 
   const renderMetrics = async (): Promise<Response> => {
-    const others = options.peerMetrics ? await options.peerMetrics().catch(() => []) : [];
-    return new Response(renderSeries(mergeSeries([series(), ...others])), { headers: { "content-type": "text/plain; version=0.0.4" } });
+    // Taken before asking the peers, so what is rendered is exactly what they were shown.
+    const own = series();
+    const others = options.peerMetrics ? await options.peerMetrics(own).catch(() => []) : [];
+    return new Response(renderSeries(mergeSeries([own, ...others])), { headers: { "content-type": "text/plain; version=0.0.4" } });
   };
 
   const fetch = (req: Request, server: Server<WsData>) => {

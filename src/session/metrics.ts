@@ -30,7 +30,8 @@ export const FAMILIES = {
   wasmnet_udp_dropped_total: { type: "counter", help: "UDP datagrams dropped, by reason.", merge: "sum" },
   wasmnet_reloads_total: { type: "counter", help: "Policy and key reloads, by result.", merge: "sum" },
   wasmnet_memory_bytes: { type: "gauge", help: "Memory accounted against the budget.", merge: "sum" },
-  wasmnet_memory_budget_bytes: { type: "gauge", help: "The memory budget (max_memory_mb).", merge: "max" },
+  // Each worker holds its share of max_memory_mb (1/N): the shares add up to the budget.
+  wasmnet_memory_budget_bytes: { type: "gauge", help: "The memory budget (max_memory_mb).", merge: "sum" },
   wasmnet_overloaded: { type: "gauge", help: "1 while above the memory budget: new sessions and streams are refused.", merge: "max" },
   wasmnet_draining: { type: "gauge", help: "1 while draining: new sessions are refused, /healthz answers 503.", merge: "max" },
   wasmnet_redis_up: { type: "gauge", help: "1 while Redis answers (cluster-wide limits); 0 when it does not or is not configured.", merge: "min" },

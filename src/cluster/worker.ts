@@ -1,0 +1,136 @@
+// A worker process: one wasmnet server on the port the supervisor chose (reusePort, so the
+// kernel spreads new connections over the workers), with its share of the memory budget. It
+// takes its orders — drain, reload — from the supervisor over IPC, and answers the
+// supervisor's questions about its metric series.
+import { SHUTDOWN_GRACE_MS } from "../constants.ts";
+import type { Logger } from "../log.ts";
+import type { ServerOptions } from "../server/options.ts";
+import { createServer, type WasmnetServer } from "../server/server.ts";
+import type { Series } from "../session/metrics.ts";
+import { clusterSeries, isSupervisorMessage, type WorkerMessage } from "./messages.ts";
+import { PEER_WAIT_MS } from "./peer-series.ts";
+import type { WorkerRole } from "./role.ts";
+import { workerLogger } from "./worker-log.ts";
+
+export async function runWorker(options: ServerOptions, role: WorkerRole): Promise<void> {
+  const log = workerLogger(options.logger!, process.pid);
+  const send = (m: WorkerMessage, then?: () => void): void => {
+    if (!process.connected) return then?.();
+    process.send!(m, undefined, undefined, () => then?.());
+  };
+  let cluster = { workers: 0, restarts: 0 };
+  const peers = new PeerQuestions(send, log);
+  let server: WasmnetServer | null = null;
+  let down: "no" | "draining" | "now" = "no";
+
+  const drain = async (why: string) => {
+    if (down !== "no") return;
+    down = "draining";
+    if (!server) process.exit(0); // not listening yet: no session to wait for
+    log.info("shutting down", { reason: why, drain_secs: server.handler.ctx.policies.current.server.drainSecs });
+    await server.drain();
+    process.exit(0);
+  };
+  const drainNow = () => {
+    if (!server) process.exit(0);
+    if (down === "no") void drain("second signal");
+    down = "now";
+    log.info("second signal: closing every session now", {});
+    server.handler.drainNow();
+  };
+
+  // Orders sent before this runs are not lost: Bun holds IPC messages until a listener exists.
+  process.on("message", (m: unknown) => {
+    if (!isSupervisorMessage(m)) return;
+    switch (m.t) {
+      case "peers":
+        return peers.answered(m.q, m.lists);
+      case "series?":
+        return send({ t: "series", q: m.q, series: server ? server.handler.series() : [] });
+      case "cluster":
+        cluster = { workers: m.workers, restarts: m.restarts };
+        return;
+      case "drain":
+        return void drain("the supervisor was signalled");
+      case "drain-now":
+        return drainNow();
+      case "reload":
+        if (server) void server.handler.reload();
+        return;
+      case "stop":
+        if (!server) process.exit(0);
+        void server.stop().then(() => process.exit(0));
+        return;
+    }
+  });
+  // No supervisor, no one to restart us or to tell us to stop: drain rather than hold a share
+  // of the port forever (with reusePort the kernel would keep sending clients here).
+  process.on("disconnect", () => {
+    log.warn("the supervisor is gone: draining", {});
+    void drain("the supervisor is gone");
+  });
+  // Signals are the supervisor's to handle: a terminal's Ctrl-C or a service manager's stop
+  // reaches the whole process group, and obeying both it and the supervisor would turn one
+  // signal into two (the second ending the drain at once).
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => log.debug("signal left to the supervisor", { signal }));
+
+  try {
+    server = createServer({
+      ...options,
+      logger: log,
+      port: role.port,
+      reusePort: true,
+      memoryShare: 1 / role.count,
+      peerMetrics: (own) => peers.ask(own),
+      extraMetrics: () => clusterSeries(cluster),
+    });
+    await server.listen();
+  } catch (e) {
+    // Told once, by the supervisor (which exits 2 when this happens at start-up).
+    const msg = e instanceof Error ? e.message : String(e);
+    const exit = () => process.exit(2);
+    setTimeout(exit, SHUTDOWN_GRACE_MS).unref();
+    return send({ t: "fatal", msg }, exit);
+  }
+  // One bad event must not take every session down with it: log it and keep serving.
+  process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e), stack: (e as Error).stack }));
+  process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String(e) }));
+  if (options.noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
+  send({ t: "listening", port: server.port });
+}
+
+/** This worker's /metrics requests for the other workers' series, answered through the supervisor. */
+class PeerQuestions {
+  private next = 0;
+  private readonly waiting = new Map<number, (lists: Series[][]) => void>();
+
+  constructor(
+    private readonly send: (m: WorkerMessage) => void,
+    private readonly log: Logger,
+  ) {}
+
+  ask(own: Series[]): Promise<Series[][]> {
+    if (!process.connected) return Promise.resolve([]);
+    const q = ++this.next;
+    return new Promise((resolve) => {
+      // The supervisor answers within PEER_WAIT_MS with whatever it has; past twice that it is
+      // not answering at all, and this worker's own numbers are better than none.
+      const timer = setTimeout(() => {
+        this.waiting.delete(q);
+        this.log.warn("metrics: the supervisor did not answer; reporting this worker only", {});
+        resolve([]);
+      }, 2 * PEER_WAIT_MS);
+      this.waiting.set(q, (lists) => {
+        clearTimeout(timer);
+        resolve(lists);
+      });
+      this.send({ t: "peers?", q, own });
+    });
+  }
+
+  answered(q: number, lists: Series[][]): void {
+    const done = this.waiting.get(q);
+    this.waiting.delete(q);
+    done?.(lists);
+  }
+}

@@ -48,6 +48,10 @@ export async function supervise(options: ServerOptions, count: number, fail: (ms
   } catch (e) {
     fail(e instanceof Error ? e.message : String(e));
   }
+  const { limits } = policy;
+  const counted = limits.maxSessions + limits.maxSessionsPerIp + limits.maxSessionsPerIdentity + limits.maxConnectionsPerIdentity + limits.maxBytesPerDay > 0;
+  if (policy.cluster.redis === null && counted)
+    log.warn("workers without [cluster] redis count the session, per-IP and per-identity limits each on their own: a client can get up to N times a limit", { workers: count });
   new Supervisor(options, log, policy, count, hostname, port, fail).start();
 }
 

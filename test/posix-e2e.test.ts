@@ -7,11 +7,13 @@
 // they fail).
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import type { Socket } from "bun";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "../src/log.ts";
 import { parsePolicy } from "../src/policy/load.ts";
 import { launchBrowser, openPage, type Browser } from "./helpers/browser.ts";
 import { needing } from "./helpers/components.ts";
+import { dnsServer } from "./helpers/dns-server.ts";
 import { compileOnce, FIXTURES, POSIX_SOCKETS_FLAGS, servePage, type PageServer } from "./helpers/emscripten.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort, udpEcho, type Peer } from "./helpers/targets.ts";
@@ -179,6 +181,56 @@ describe("a C program built with emcc -sPROXY_POSIX_SOCKETS, through wasmnet's /
       });
       expect(lines).toEqual(["OK tcp", "OK udp", "OK numeric", "OK refused", "OK denied", "DONE"]);
       expect(problems).toEqual([]);
+    },
+    120_000,
+  );
+});
+
+const EXAMPLE = join(import.meta.dir, "../examples/emscripten");
+
+/** The flags of the README's `emcc http-and-dns.c …` line (test/posix-example.test.ts checks the line itself). */
+function readmeFlags(): string[] {
+  const readme = readFileSync(join(EXAMPLE, "README.md"), "utf8").replace(/\\\n\s*/g, " ");
+  const words = readme.split("\n").find((l) => l.trim().startsWith("emcc http-and-dns.c"))!.trim().split(/\s+/);
+  return words.slice(2, words.indexOf("-o")).map((w) => (w === "shell.html" ? join(EXAMPLE, "shell.html") : w));
+}
+
+describe("examples/emscripten, run as its README says", () => {
+  needs.test(
+    "an HTTP GET and a DNS query through /posix/ under a policy that allows just those; another port is EACCES",
+    async () => {
+      const http = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("hello\n") });
+      const dns = await dnsServer({ "example.test": ["192.0.2.7"] });
+      const closed = freePort();
+      const wasmnet = await startServer({
+        policy: parsePolicy(`[network]\ndeny = ["*:25"]\nallow = ["127.0.0.1:${http.port}", "127.0.0.1:${dns.port}"]\n`, "example.toml"),
+      });
+      const example = servePage(compileOnce(join(EXAMPLE, "http-and-dns.c"), readmeFlags(), { inputs: [join(EXAMPLE, "shell.html")] }));
+      try {
+        const query = new URLSearchParams({ bridge: `ws://127.0.0.1:${wasmnet.port}/posix/` });
+        const run = async (args: string) => {
+          const { page: tab, problems } = await openPage(browser, `${example.url}?${query}&${args}`);
+          const text = () => tab.evaluate(() => document.getElementById("out")!.textContent ?? "");
+          await waitFor(async () => (await text()).includes("done\n"), { what: "the example to print done", timeoutMs: 45_000 });
+          const out = (await text()).trim().split("\n");
+          await tab.close();
+          expect(problems.errors).toEqual([]);
+          return out;
+        };
+        expect(await run(`get=127.0.0.1:${http.port}/&dns=example.test&resolver=127.0.0.1:${dns.port}`)).toEqual([
+          expect.stringMatching(new RegExp(`^get: 127\\.0\\.0\\.1:${http.port}/ -> "HTTP/1\\.1 200 OK", \\d+ bytes$`)),
+          `dns: example.test: rcode 0, 1 answers from 127.0.0.1:${dns.port}`,
+          "dns: example.test A 192.0.2.7",
+          "done",
+        ]);
+        expect(dns.queries).toContain("example.test A");
+        expect(await run(`get=127.0.0.1:${closed}/`)).toEqual(["get: connect: Permission denied", "done"]);
+      } finally {
+        example.stop();
+        await wasmnet.stop();
+        dns.stop();
+        http.stop(true);
+      }
     },
     120_000,
   );

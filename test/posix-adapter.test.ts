@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePolicy } from "../src/policy/load.ts";
-import { AF, AI, EAI, ERRNO, IPPROTO, MSG, POSIX_CALL, SHUT, SO, SOCK, SOL_SOCKET, TCP_OPT } from "../src/protocol/posix.ts";
+import { AF, AI, EAI, ERRNO, IPPROTO, MSG, POSIX_CALL, SHUT, SO, SOCK, SOL_SOCKET, TCP_OPT, minReplyBytes } from "../src/protocol/posix.ts";
 import { createLogger } from "../src/log.ts";
 import {
   PosixClient,
@@ -750,6 +750,82 @@ describe("EBADF, malformed requests, oversized messages", () => {
     } finally {
       await small.stop();
     }
+  });
+});
+
+describe("mutated requests", () => {
+  test("never a second reply, a reply to a callId never sent, or one shorter than the stub accepts; the session goes on", async () => {
+    const c = await client();
+    // Valid requests of every kind (fds 3–6 exist, one connected) to mutate.
+    const tcp = await connected(c, echo.port);
+    await c.fd(AF.INET, SOCK.DGRAM);
+    const seeds = [
+      req.socket(AF.INET, SOCK.STREAM),
+      req.shutdown(tcp, SHUT.WR),
+      req.bind(5, sockaddr("127.0.0.1", 0)),
+      req.connect(5, sockaddr("127.0.0.1", echo.port)),
+      req.listen(5, 1),
+      req.accept(5),
+      req.getsockname(tcp),
+      req.getpeername(tcp),
+      req.send(tcp, te.encode("fuzz")),
+      req.recv(tcp, 16, MSG.DONTWAIT),
+      req.sendto(4, te.encode("fuzz"), sockaddr("127.0.0.1", udpEchoPeer.port)),
+      req.recvfrom(4, 16, MSG.DONTWAIT),
+      req.getsockopt(tcp, SOL_SOCKET, SO.ERROR),
+      req.setsockopt(tcp, SOL_SOCKET, SO.RCVTIMEO, timeval(50)),
+      req.getaddrinfo("echo.test", "80", { socktype: SOCK.STREAM }),
+    ];
+    let x = 0x2545f491;
+    const rand = (n: number) => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    const sentFn = new Map<number, number>();
+    const replies = new Map<number, number>();
+    const tooShort: string[] = [];
+    c.ws.addEventListener("message", (m) => {
+      const b = new Uint8Array(m.data as ArrayBuffer);
+      const id = new DataView(b.buffer).getInt32(0, true);
+      replies.set(id, (replies.get(id) ?? 0) + 1);
+      const fn = sentFn.get(id);
+      if (fn !== undefined && b.length < minReplyBytes(fn)) tooShort.push(`call ${id} fn ${fn}: ${b.length} bytes`);
+    });
+    const first = c.takeCallId();
+    for (let i = 0; i < 1500; i++) {
+      const seed = seeds[rand(seeds.length)]!;
+      let m = seed.slice();
+      switch (rand(4)) {
+        case 0: // flip bytes after the header
+          for (let k = 0; k < 1 + rand(4); k++) if (m.length > 8) m[8 + rand(m.length - 8)] = rand(256);
+          break;
+        case 1: // truncate (never below the callId)
+          m = m.subarray(0, 4 + rand(Math.max(1, m.length - 4)));
+          break;
+        case 2: // grow
+          m = Buffer.concat([m, new Uint8Array(1 + rand(300))]);
+          break;
+        default: // another function number
+          new DataView(m.buffer).setInt32(4, rand(24) - 2, true);
+      }
+      const id = i === 0 ? first : c.takeCallId();
+      const out = m.slice();
+      new DataView(out.buffer).setInt32(0, id, true);
+      sentFn.set(id, out.length >= 8 ? new DataView(out.buffer).getInt32(4, true) : -1);
+      c.ws.send(out);
+    }
+    // The session is alive and answers in order behind them all.
+    const fd = await connected(c, echo.port);
+    await c.call(req.send(fd, te.encode("after")));
+    expect(td.decode(await recvAll(c, fd, 5))).toBe("after");
+    expect([...replies.entries()].filter(([, n]) => n > 1)).toEqual([]);
+    expect([...replies.keys()].filter((id) => id >= first && !sentFn.has(id) && id < first + 1500)).toEqual([]);
+    expect(tooShort).toEqual([]);
+    // Most were answered at once; the rest wait on something (a recv, an accept) or on the session.
+    expect(replies.size).toBeGreaterThan(1000);
+    c.close();
   });
 });
 

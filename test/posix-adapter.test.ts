@@ -831,6 +831,8 @@ describe("mutated requests", () => {
 
 describe("teardown", () => {
   test("closing the WebSocket closes every target, listener and UDP socket of the session", async () => {
+    // Start from a server whose earlier sessions are all gone.
+    await waitFor(() => srv.handler.sockets.size === 0, "the earlier tests' sessions to close");
     const before = { ...metrics().sockets };
     const c = await client();
     const sink = sinkServer();

@@ -467,6 +467,7 @@ export class PosixAdapter extends WsAdapter {
         // bind() made a listener; the connection's own port is wasmnet's choice (docs/posix.md).
         this.closeResource(s);
         s.state = "fresh";
+        s.local = null;
         break;
       default:
         break;

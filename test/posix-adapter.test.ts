@@ -8,6 +8,7 @@ import type { Socket } from "bun";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createToken } from "../src/auth/issue.ts";
 import { parsePolicy } from "../src/policy/load.ts";
 import { AF, AI, EAI, ERRNO, IPPROTO, MSG, POSIX_CALL, SHUT, SO, SOCK, SOL_SOCKET, TCP_OPT, minReplyBytes } from "../src/protocol/posix.ts";
 import { createLogger } from "../src/log.ts";
@@ -874,6 +875,43 @@ describe("teardown", () => {
     const line = logLines.find(mine)!;
     expect(line).toMatchObject({ kind: "tcp", addr: "127.0.0.1", id: fd });
     c.close();
+  });
+});
+
+describe("identities", () => {
+  test("?token= on /posix/: required, the profile's policy applies, the audit line names the identity", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "wasmnet-posix-auth-"));
+    const secret = te.encode("a-posix-test-hs256-secret-of-32-bytes!!");
+    writeFileSync(join(dir, "secret.key"), secret);
+    const other = echoServer();
+    const lines: Array<Record<string, unknown>> = [];
+    writeFileSync(
+      join(dir, "policy.toml"),
+      `[network]\ndeny = []\nallow = ["127.0.0.1"]\n[auth]\nrequired = true\naudience = "wasmnet"\nhs256_secret_file = "secret.key"\n[profiles.narrow.network]\nallow = ["127.0.0.1:${echo.port}"]\n`,
+    );
+    const authed = await startServer({ policy: join(dir, "policy.toml"), logger: createLogger("info", (l) => lines.push(JSON.parse(l))) });
+    try {
+      const base = `ws://127.0.0.1:${authed.port}/posix/`;
+      const status = await fetch(base.replace("ws:", "http:"), { headers: { upgrade: "websocket", connection: "upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" } });
+      expect(status.status).toBe(401);
+      const token = await createToken({ secret, sub: "c-program", aud: "wasmnet", ttlSecs: 300, profile: "narrow" });
+      const c = await PosixClient.open(`${base}?token=${token}`);
+      const fd = await connected(c, echo.port);
+      await c.call(req.send(fd, te.encode("mine")));
+      expect(td.decode(await recvAll(c, fd, 4))).toBe("mine");
+      const denied = await c.call(req.connect(await c.fd(), sockaddr("127.0.0.1", other.port)));
+      expect([denied.ret, denied.errno]).toEqual([-1, ERRNO.EACCES]);
+      await c.call(req.shutdown(fd, SHUT.RDWR));
+      await waitFor(() => lines.some((l) => l.msg === "stream end" && l.port === echo.port), "the audit line");
+      expect(lines.find((l) => l.msg === "stream end" && l.port === echo.port)).toMatchObject({ identity: "c-program", profile: "narrow" });
+      expect(JSON.stringify(lines)).not.toContain(token);
+      expectAllAnswered(c);
+      c.close();
+    } finally {
+      await authed.stop();
+      other.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

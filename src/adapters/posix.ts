@@ -21,8 +21,7 @@
 //   on, so a blocking send blocks while the target is slow, and MSG_DONTWAIT gets EAGAIN.
 import type { ServerWebSocket } from "bun";
 import { canonicalIp } from "../policy/address.ts";
-import type { ErrorCode } from "../protocol/constants.ts";
-import { MAX_DATAGRAM_BYTES } from "../protocol/constants.ts";
+import { MAX_DATAGRAM_BYTES, type ErrorCode } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import { addrinfoEntries, checkHints, literalFamily, nullNodeAddresses, parseService, type AddrinfoQuery } from "../protocol/posix-addrinfo.ts";
 import {

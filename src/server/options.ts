@@ -39,6 +39,8 @@ export interface WasmnetOptions {
   wispPrefix?: string | false;
   /** wsproxy endpoint prefix, `<prefix>HOST:PORT` (default "/ws/"; bare /HOST:PORT too); false turns it off. */
   wsproxyPrefix?: string | false;
+  /** Emscripten PROXY_POSIX_SOCKETS endpoint path (default "/posix/"); false turns it off. */
+  posixPath?: string | false;
   /** Message of the day for Wisp v2 clients (MOTD extension). */
   wispMotd?: string;
   /** Count cluster-wide limits in Redis (overrides [cluster] redis). */

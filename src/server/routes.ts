@@ -1,5 +1,6 @@
 // Which protocol a WebSocket upgrade speaks, from its path (docs/protocol.md#endpoints): Wisp on
-// the Wisp prefix, wsproxy on `<prefix>HOST:PORT`, the wasmnet protocol everywhere else.
+// the Wisp prefix, wsproxy on `<prefix>HOST:PORT`, Emscripten's POSIX sockets on `/posix/`, the
+// wasmnet protocol everywhere else.
 import { splitHostPort } from "../policy/address.ts";
 
 export interface WsproxyTarget {
@@ -21,11 +22,13 @@ export function parseHostPortSegment(segment: string): WsproxyTarget | null {
 
 export const DEFAULT_WISP_PREFIX = "/wisp/";
 export const DEFAULT_WSPROXY_PREFIX = "/ws/";
+export const DEFAULT_POSIX_PATH = "/posix/";
 
 export type WsRoute =
   | { kind: "wasmnet" }
   | { kind: "wisp" }
   | { kind: "wsproxy"; target: WsproxyTarget }
+  | { kind: "posix" }
   | { kind: "bad"; why: string };
 
 export interface RouteOptions {
@@ -33,6 +36,8 @@ export interface RouteOptions {
   wispPrefix?: string | false;
   /** wsproxy endpoint prefix (default "/ws/"); false turns wsproxy off, bare /HOST:PORT included. */
   wsproxyPrefix?: string | false;
+  /** Emscripten PROXY_POSIX_SOCKETS endpoint (default "/posix/", "/posix" too); false turns it off. */
+  posixPath?: string | false;
 }
 
 /** "/x" and "x/" and "/x/" all mean "/x/". */
@@ -46,6 +51,8 @@ export function makeRouter(o: RouteOptions = {}): (path: string) => WsRoute {
   const wisp = o.wispPrefix === false ? null : normalizePrefix(o.wispPrefix ?? DEFAULT_WISP_PREFIX);
   const wsproxy = o.wsproxyPrefix === false ? null : normalizePrefix(o.wsproxyPrefix ?? DEFAULT_WSPROXY_PREFIX);
   const wispBare = wisp && wisp !== "/" ? wisp.slice(0, -1) : null;
+  const posix = o.posixPath === false ? null : normalizePrefix(o.posixPath ?? DEFAULT_POSIX_PATH);
+  const posixBare = posix && posix !== "/" ? posix.slice(0, -1) : null;
 
   const target = (rest: string): WsRoute => {
     const t = rest.includes("/") ? null : parseHostPortSegment(rest);
@@ -53,6 +60,7 @@ export function makeRouter(o: RouteOptions = {}): (path: string) => WsRoute {
   };
 
   return (path) => {
+    if (posix !== null && (path === posix || path === posixBare)) return { kind: "posix" };
     if (wisp !== null) {
       if (path === wisp || path === wispBare) return { kind: "wisp" };
       // Wisp servers serve wsproxy under the same prefix (wisp-js, wisp-server-python).

@@ -6,6 +6,7 @@ import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import { HARD_MESSAGE_MARGIN, WS_BACKPRESSURE_LIMIT, WS_IDLE_TIMEOUT_SECS } from "../constants.ts";
 import type { WsData } from "../adapters/base.ts";
 import { WasmnetAdapter } from "../adapters/wasmnet.ts";
+import { PosixAdapter } from "../adapters/posix.ts";
 import { WispAdapter, type WispConfig } from "../adapters/wisp.ts";
 import { WsproxyAdapter } from "../adapters/wsproxy.ts";
 import { pass } from "../net/gate.ts";
@@ -84,6 +85,7 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       };
       start = (ws) => new WispAdapter(ws, ctx, config, session);
     }
+    else if (r.kind === "posix") start = (ws) => new PosixAdapter(ws, ctx, session);
     else start = (ws) => new WasmnetAdapter(ws, ctx, session);
     const data: WsData = { remote: a.remote, start, adapter: null };
     const headers = chosen.protocol === null ? undefined : { "Sec-WebSocket-Protocol": chosen.protocol };

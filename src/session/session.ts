@@ -8,7 +8,7 @@ import { EMPTY_LEASE, type Lease } from "../limits/counters.ts";
 import { TokenBucket } from "../limits/token-bucket.ts";
 import { pass, type Cleared, type GatePolicy, type LookupBudget, type Refusal, type Verdict } from "../net/gate.ts";
 import { TcpListener, type ListenerOwner } from "../net/listener.ts";
-import { TcpStream, type StreamOutcome, type StreamOwner } from "../net/tcp-stream.ts";
+import { PAUSE, TcpStream, type StreamOutcome, type StreamOwner } from "../net/tcp-stream.ts";
 import { tlsClientOptions } from "../net/tls-options.ts";
 import { UdpRelay, type UdpOwner } from "../net/udp-relay.ts";
 import { canonicalIp, formatHostPort, normalizeName } from "../policy/address.ts";
@@ -638,6 +638,19 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   /** The client's transport drained some of what it had queued. */
   drained(): void {
     this.flowControl.drained();
+  }
+
+  /**
+   * An adapter that keeps a stream's received bytes itself until its client asks for them (the
+   * POSIX adapter's per-socket receive buffer) stops reading the target while that buffer is
+   * full (`on`), and reads again once there is room. Other ids are ignored: the stream may have
+   * ended meanwhile.
+   */
+  holdReading(id: number, on: boolean): void {
+    const r = this.ids.get(id);
+    if (!(r instanceof TcpStream)) return;
+    if (on) r.hold(PAUSE.consumer);
+    else r.release(PAUSE.consumer);
   }
 
   /**

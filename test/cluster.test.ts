@@ -44,13 +44,15 @@ on_redis_error = "${onRedisError}"
 
 const token = (sub: string) => createToken({ secret, sub, aud: "wasmnet", ttlSecs: 600 });
 
-/** The status an upgrade gets (101 when admitted), without keeping the session. */
+/**
+ * Whether a session would be admitted, without keeping one: a plain GET runs every admission
+ * check (the session limits included, their unit given straight back) and answers 426 where an
+ * upgrade would have been let in.
+ */
 async function upgradeStatus(child: Child, t: string): Promise<{ status: number; body: string }> {
-  const r = await fetch(`${child.url}/?token=${t}`, {
-    headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" },
-    signal: AbortSignal.timeout(5000),
-  }).catch((e) => ({ status: 101, text: async () => String(e) }) as unknown as Response);
-  return { status: r.status, body: (await r.text()).trim() };
+  const r = await fetch(`${child.url}/?token=${t}`, { signal: AbortSignal.timeout(5000) });
+  const body = (await r.text()).trim();
+  return { status: r.status === 426 ? 101 : r.status, body };
 }
 
 async function metric(child: Child, series: string): Promise<number> {

@@ -138,6 +138,24 @@ describe("/metrics", () => {
   });
 });
 
+describe("sessions by protocol", () => {
+  test("wasmnet_protocol_sessions{kind} counts each endpoint's sessions while they are open", async () => {
+    const before = await scrape();
+    const open = async (path: string) => {
+      const ws = new WebSocket(new URL(path, srv.wsUrl));
+      ws.binaryType = "arraybuffer";
+      await new Promise((r, j) => ((ws.onopen = r), (ws.onerror = j)));
+      return ws;
+    };
+    const sockets = [await open("/"), await open("/wisp/"), await open("/posix/"), await open(`/ws/127.0.0.1:${echo.port}`)];
+    const m = await scrape();
+    for (const kind of ["wasmnet", "wisp", "posix", "wsproxy"])
+      expect([kind, value(m, "wasmnet_protocol_sessions", { kind }) - Math.max(0, value(before, "wasmnet_protocol_sessions", { kind }))]).toEqual([kind, 1]);
+    for (const ws of sockets) ws.close();
+    await waitFor(async () => value(await scrape(), "wasmnet_protocol_sessions", { kind: "posix" }) === 0, "the posix session to be counted out");
+  });
+});
+
 describe("/healthz", () => {
   test("200 while serving, 503 while draining", async () => {
     const own = await startServer({ noPolicy: true });

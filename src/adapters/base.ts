@@ -54,7 +54,7 @@ export abstract class WsAdapter implements Transport {
     /** Who the client is, from admission: address, identity, its unit of the session limits. */
     who: AdmittedClient,
     /** Protocol features the session runs with from the start. */
-    features: Pick<SessionOptions, "flow" | "halfClose"> = {},
+    features: Pick<SessionOptions, "flow" | "halfClose" | "protocol"> = {},
   ) {
     this.session = new Session(ctx, this, { ...who, ...features });
   }

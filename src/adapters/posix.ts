@@ -104,7 +104,7 @@ export class PosixAdapter extends WsAdapter {
   private gone = false;
 
   constructor(ws: ServerWebSocket<WsData>, ctx: SessionContext, who: AdmittedClient) {
-    super(ws, ctx, who, { flow: true, halfClose: true });
+    super(ws, ctx, who, { flow: true, halfClose: true, protocol: "posix" });
     this.window = this.session.window;
   }
 

@@ -23,7 +23,7 @@ export class WasmnetAdapter extends WsAdapter {
   private framing: Framing = "json";
 
   constructor(ws: ServerWebSocket<WsData>, ctx: SessionContext, who: AdmittedClient) {
-    super(ws, ctx, who);
+    super(ws, ctx, who, { protocol: "wasmnet" });
   }
 
   send(ev: Event): void {

@@ -159,7 +159,7 @@ export class WispAdapter extends WsAdapter {
     private readonly config: WispConfig,
     who: AdmittedClient,
   ) {
-    super(ws, ctx, who, { flow: true });
+    super(ws, ctx, who, { flow: true, protocol: "wisp" });
     this.buffer = Math.max(1, config.bufferPackets ?? WISP_BUFFER_PACKETS);
     this.window = this.session.window;
     this.handshaking = config.version === 2;

@@ -39,7 +39,7 @@ export class WsproxyAdapter extends WsAdapter {
   private done = false;
 
   constructor(ws: ServerWebSocket<WsData>, ctx: SessionContext, target: { host: string; port: number }, who: AdmittedClient) {
-    super(ws, ctx, who, { flow: true });
+    super(ws, ctx, who, { flow: true, protocol: "wsproxy" });
     this.upload = new UploadWindow(this.session.window, (data) => this.session.handle({ ok: true, req: { op: "send", id: WSPROXY_ID, data } }));
     this.session.handle({ ok: true, req: { op: "connect", id: WSPROXY_ID, addr: target.host, port: target.port } });
   }

@@ -18,6 +18,7 @@ export interface AuditRecord {
 /** Whose stream it was: the session, and the identity and profile it ran under. */
 export interface AuditOwner {
   session: string;
+  protocol: string;
   identity: string | null;
   profile: string | null;
 }
@@ -25,6 +26,7 @@ export interface AuditOwner {
 export function writeAudit(log: Logger, owner: AuditOwner, a: AuditRecord): void {
   log.info("stream end", {
     session: owner.session,
+    protocol: owner.protocol,
     identity: owner.identity,
     profile: owner.profile,
     id: a.id,

@@ -20,6 +20,7 @@ export const FAMILIES = {
   wasmnet_sessions: { type: "gauge", help: "Open sessions.", merge: "sum" },
   wasmnet_sessions_total: { type: "counter", help: "Sessions accepted since start.", merge: "sum" },
   wasmnet_profile_sessions: { type: "gauge", help: "Open sessions by profile (\"\" = the top-level policy).", merge: "sum" },
+  wasmnet_protocol_sessions: { type: "gauge", help: "Open sessions by the protocol they speak (kind: wasmnet, wisp, wsproxy, posix).", merge: "sum" },
   wasmnet_sockets: { type: "gauge", help: "Open sockets by kind.", merge: "sum" },
   wasmnet_bytes_total: { type: "counter", help: "Payload bytes relayed, by direction (up = client to targets).", merge: "sum" },
   wasmnet_denials_total: { type: "counter", help: "Requests refused by the policy, by deciding rule.", merge: "sum" },
@@ -59,6 +60,7 @@ export class Metrics {
   bytesUp = 0;
   bytesDown = 0;
   readonly profileSessions = new Map<string, number>();
+  readonly protocolSessions = new Map<string, number>();
   readonly denials = new Map<string, number>();
   readonly profileDenials = new Map<string, number>();
   readonly errors = new Map<string, number>();
@@ -85,14 +87,16 @@ export class Metrics {
     for (const v of this.udpDrops.values()) n += v;
     return n;
   }
-  sessionOpened(profile: string | null): void {
+  sessionOpened(profile: string | null, protocol = "wasmnet"): void {
     this.sessions++;
     this.sessionsTotal++;
     bump(this.profileSessions, profile ?? "");
+    bump(this.protocolSessions, protocol);
   }
-  sessionClosed(profile: string | null): void {
+  sessionClosed(profile: string | null, protocol = "wasmnet"): void {
     this.sessions--;
     bump(this.profileSessions, profile ?? "", -1);
+    bump(this.protocolSessions, protocol, -1);
   }
   /** An open session moved to another profile (a login after the upgrade). */
   sessionProfileChanged(from: string | null, to: string | null): void {
@@ -109,6 +113,7 @@ export class Metrics {
       { name: "wasmnet_bytes_total", labels: { direction: "up" }, value: this.bytesUp },
       { name: "wasmnet_bytes_total", labels: { direction: "down" }, value: this.bytesDown },
       ...labelled("wasmnet_profile_sessions", "profile", this.profileSessions),
+      ...labelled("wasmnet_protocol_sessions", "kind", this.protocolSessions),
       ...labelled("wasmnet_denials_total", "rule", this.denials),
       ...labelled("wasmnet_profile_denials_total", "profile", this.profileDenials),
       ...labelled("wasmnet_errors_total", "code", this.errors),

@@ -39,13 +39,18 @@ export interface SessionOptions {
   flow?: boolean;
   /** Half-close (`shutdown`/`end`) from the start. */
   halfClose?: boolean;
+  /** Which protocol the client speaks (its adapter), for /metrics and the logs. */
+  protocol?: SessionProtocol;
 }
+
+export type SessionProtocol = "wasmnet" | "wisp" | "wsproxy" | "posix";
 
 let sessionCounter = 0;
 
 export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   readonly sid = (++sessionCounter).toString(36) + "-" + Math.random().toString(36).slice(2, 8);
   readonly remote: string;
+  readonly protocol: SessionProtocol;
   private _identity: Identity;
   /** The byte window per stream (its profile's stream_buffer_bytes): the client is told it in `hello`. */
   private _window: number;
@@ -83,6 +88,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     options: SessionOptions,
   ) {
     this.remote = options.remote;
+    this.protocol = options.protocol ?? "wasmnet";
     this._identity = options.identity ?? anonymous(options.remote);
     this.lease = options.lease ?? EMPTY_LEASE;
     this._flow = options.flow ?? false;
@@ -99,8 +105,8 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     const every = idleSecs > 0 ? Math.min(1000, Math.max(100, idleSecs * 250)) : 1000;
     this.sweep = setInterval(() => this.sweepIdle(), every);
     this.sweep.unref?.();
-    ctx.metrics.sessionOpened(this.identity.profile);
-    ctx.log.debug("session open", { session: this.sid, remote: this.remote, identity: this.identity.name, profile: this.identity.profile });
+    ctx.metrics.sessionOpened(this.identity.profile, this.protocol);
+    ctx.log.debug("session open", { session: this.sid, protocol: this.protocol, remote: this.remote, identity: this.identity.name, profile: this.identity.profile });
   }
 
   /**
@@ -630,7 +636,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   }
 
   private audit(r: Parameters<typeof writeAudit>[2]): void {
-    writeAudit(this.ctx.log, { session: this.sid, identity: this.identity.name, profile: this.identity.profile }, r);
+    writeAudit(this.ctx.log, { session: this.sid, protocol: this.protocol, identity: this.identity.name, profile: this.identity.profile }, r);
   }
 
   // ---- what adapters call ----
@@ -668,7 +674,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     this._closed = true;
     clearInterval(this.sweep);
     this.flowControl.close();
-    this.ctx.metrics.sessionClosed(this.identity.profile);
+    this.ctx.metrics.sessionClosed(this.identity.profile, this.protocol);
     for (const r of [...this.ids.values()]) this.closeResource(r, "session closed");
     this.ids.clear();
     this.identityLimits.releaseAll();

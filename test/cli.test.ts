@@ -135,3 +135,24 @@ test("policy check --profile explains decisions under that profile; an unknown p
   expect(nope.stderr.toString()).toContain('--profile: unknown profile "nope" (profiles: web)');
   expect(nope.stdout.toString()).toBe("");
 });
+
+test("policy check --token verifies the token with the file's [auth] keys and explains decisions under its profile and allow list", async () => {
+  const { createToken } = await import("../src/auth/issue.ts");
+  const dir = mkdtempSync(join(tmpdir(), "wasmnet-cli-"));
+  const secret = new TextEncoder().encode("policy-check-token-secret-0123456789abcdef");
+  writeFileSync(join(dir, "secret.key"), secret);
+  const file = join(dir, "policy.toml");
+  writeFileSync(file, '[network]\ndeny = ["nonpublic"]\n[auth]\naudience = "wasmnet"\nhs256_secret_file = "secret.key"\n[profiles.web.network]\nallow = ["*:443"]\n');
+  const token = await createToken({ secret, sub: "ada", aud: "wasmnet", ttlSecs: 300, profile: "web", allow: ["1.1.1.1:443"] });
+  const r = run(["policy", "check", file, "--token", token, "1.1.1.1:443", "8.8.8.8:443", "1.1.1.1:22"]);
+  const out = r.stdout.toString();
+  expect(out).toContain('token: sub "ada", profile web, allow ["1.1.1.1:443"]');
+  expect(out).toContain("allowed 1.1.1.1:443");
+  expect(out).toMatch(/denied  8\.8\.8\.8:443: rule "token allow"/);
+  expect(out).toMatch(/denied  1\.1\.1\.1:22: rule "default"/);
+  expect(out).not.toContain(token.split(".")[2]!);
+  expect(r.exitCode).toBe(1);
+  const forged = run(["policy", "check", file, "--token", token.slice(0, -2) + "AA", "1.1.1.1:443"]);
+  expect(forged.exitCode).toBe(2);
+  expect(forged.stderr.toString()).toContain("--token: refused (401)");
+});

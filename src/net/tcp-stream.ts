@@ -11,6 +11,7 @@ import { formatHostPort } from "../policy/address.ts";
 import type { Decision } from "../policy/decide.ts";
 import type { ErrorCode } from "../protocol/constants.ts";
 import type { Cleared } from "./gate.ts";
+import { IdleMark } from "./idle-mark.ts";
 import type { SocketKind } from "./socket-kind.ts";
 
 /** Why a stream stopped reading its target; it reads again when no reason is left. */
@@ -75,9 +76,7 @@ export class TcpStream {
   private shutdownPending = false;
   private remoteFin = false;
   private _localFin = false;
-  /** Idle bookkeeping (see idleMs). */
-  private markBytes = -1;
-  private markAt = 0;
+  private readonly idle = new IdleMark();
   up = 0;
   down = 0;
   readonly started = performance.now();
@@ -264,12 +263,7 @@ export class TcpStream {
 
   /** How long no byte moved either way, as of `now` (the session sweeps every so often). */
   idleMs(now: number): number {
-    const bytes = this.up + this.down;
-    if (bytes !== this.markBytes) {
-      this.markBytes = bytes;
-      this.markAt = now;
-    }
-    return now - this.markAt;
+    return this.idle.idleMs(this.up + this.down, now);
   }
 
   // ---- ending ----

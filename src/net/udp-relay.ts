@@ -6,6 +6,7 @@ import { canonicalIp, formatHostPort } from "../policy/address.ts";
 import type { ErrorCode } from "../protocol/constants.ts";
 import { MAX_DATAGRAM_BYTES } from "../protocol/constants.ts";
 import type { Cleared } from "./gate.ts";
+import { IdleMark } from "./idle-mark.ts";
 
 /** Peers remembered per socket; the oldest is forgotten past this, bounding memory. */
 const MAX_PEERS = 1024;
@@ -27,8 +28,7 @@ export class UdpRelay {
   private socket: udp.Socket<"uint8array"> | null = null;
   private readonly peers = new Map<string, true>();
   private _closed = false;
-  private markBytes = -1;
-  private markAt = 0;
+  private readonly idle = new IdleMark();
   up = 0;
   down = 0;
   readonly started = performance.now();
@@ -100,12 +100,7 @@ export class UdpRelay {
 
   /** How long no byte moved either way, as of `now`. */
   idleMs(now: number): number {
-    const bytes = this.up + this.down;
-    if (bytes !== this.markBytes) {
-      this.markBytes = bytes;
-      this.markAt = now;
-    }
-    return now - this.markAt;
+    return this.idle.idleMs(this.up + this.down, now);
   }
 
   close(reason: string): void {

@@ -37,7 +37,7 @@ describe("verdicts", () => {
     for (const host of ["127.0.0.1", "::ffff:127.0.0.1", "0.0.0.0", "2130706433", "127.1", "0x7f.1", "0177.0.0.1", "[::1]", "169.254.169.254"]) {
       const v = pass(g, { op: "send_to", host, port: 53 });
       if (v instanceof Promise) throw new Error(`${host}: a literal needs no look-up`);
-      expect([host, v.ok, v.ok ? "" : v.refused?.rule]).toEqual([host, false, "nonpublic"]);
+      expect([host, v.ok, v.ok ? "" : v.refused?.rule, v.ok ? "" : v.refused?.code]).toEqual([host, false, "nonpublic", "deny"]);
     }
   });
 
@@ -94,7 +94,7 @@ describe("verdicts", () => {
     const ok = pass(g, { op: "bind", host: "::", port: 4000 });
     expect(ok.ok && ok.value.addr).toBe("::");
     const port = pass(g, { op: "bind", host: "0.0.0.0", port: 5000 });
-    expect(port.ok ? "" : port.refused?.rule).toBe("bind_ports");
+    expect(port.ok ? "" : [port.refused?.rule, port.refused?.code]).toEqual(["bind_ports", "bind_port"]);
     const addr = pass(g, { op: "bind", host: "93.184.216.34", port: 4000 });
     expect(addr.ok ? "" : addr.refused?.rule).toBe("bind_addrs");
   });

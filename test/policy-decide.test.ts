@@ -303,6 +303,6 @@ describe("compileRules", () => {
   test("bad entries throw", () => expect(() => compileRules(["10.0.0.0/33"], [])).toThrow("prefix length must be 0-32"));
   test("deny = ['*'] alone is a no-op marker; an empty allow list refuses everything", () => {
     const d = decideAddress(compileRules(["*"], []), null, "8.8.8.8", 53);
-    expect(d).toEqual({ allowed: false, rule: "default", reason: "no allow entry matches 8.8.8.8:53" });
+    expect(d).toEqual({ allowed: false, code: "no_allow", rule: "default", reason: "no allow entry matches 8.8.8.8:53" });
   });
 });

@@ -135,7 +135,7 @@ describe("token narrowing table", () => {
   });
   test("a refused name is refused by the name check, so it is never looked up", () => {
     const d = decideName(narrow("DEFAULT", ["api.example.com:443", "*.github.com"]), "exfil.attacker.example", 443);
-    expect(d).toEqual({ allowed: false, rule: TOKEN_ALLOW_RULE, reason: "no entry of the token's allow list matches exfil.attacker.example:443" });
+    expect(d).toEqual({ allowed: false, code: "token", rule: TOKEN_ALLOW_RULE, reason: "no entry of the token's allow list matches exfil.attacker.example:443" });
   });
 });
 

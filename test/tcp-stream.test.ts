@@ -148,7 +148,7 @@ describe("TcpStream", () => {
 
     const denied = new Owner();
     const c = stream(denied, 80);
-    c.refuse({ allowed: false, rule: "nonpublic", reason: "loopback" });
+    c.refuse({ allowed: false, code: "deny", rule: "nonpublic", reason: "loopback" });
     expect(denied.outcome).toMatchObject({ kind: "denied", refusal: { rule: "nonpublic" } });
     expect(c.state).toBe("closed");
   });

@@ -24,8 +24,16 @@ export interface RuleSet {
 /** The rule of a decision refused because the token's allow list has no matching entry. */
 export const TOKEN_ALLOW_RULE = "token allow";
 
+/**
+ * Why, in one word: `allow` (an allow entry matched), `deny` (a deny entry matched), `no_allow`
+ * (nothing allowed it), `token` (outside the token's allow list), `no_address` (the name had no
+ * address, or the input was not an address), `bind_addr` / `bind_port` (bind rules).
+ */
+export type DecisionCode = "allow" | "deny" | "no_allow" | "token" | "no_address" | "bind_addr" | "bind_port";
+
 export interface Decision {
   allowed: boolean;
+  code: DecisionCode;
   rule: string; // the entry text that decided, or "default"
   reason: string;
 }
@@ -116,14 +124,14 @@ export function decideAddress(rules: RuleSet, name: string | null, addr: string,
   const ip = parseIp(addr);
   const n = name === null ? null : normalizeName(name);
   if (ip === null) {
-    return { allowed: false, rule: "default", reason: `${JSON.stringify(addr)} is not an IP address` };
+    return { allowed: false, code: "no_address", rule: "default", reason: `${JSON.stringify(addr)} is not an IP address` };
   }
   const a = ip.toString();
   for (const e of rules.deny) {
     if (isBareStar(e) || !portMatch(e, port)) continue;
     const why = hostMatch(e, n, ip, a);
     if (why !== null) {
-      return { allowed: false, rule: e.text, reason: `deny ${JSON.stringify(e.text)}: ${matchReason(e, why, port)}` };
+      return { allowed: false, code: "deny", rule: e.text, reason: `deny ${JSON.stringify(e.text)}: ${matchReason(e, why, port)}` };
     }
   }
   for (const e of rules.allow) {
@@ -131,11 +139,11 @@ export function decideAddress(rules: RuleSet, name: string | null, addr: string,
     const why = hostMatch(e, n, ip, a);
     if (why !== null) {
       const what = e.host.kind === "any" ? `${describe(n, a, port)} matches` : why;
-      const d = { allowed: true, rule: e.text, reason: `allow ${JSON.stringify(e.text)}: ${matchReason(e, what, port)}` };
+      const d = { allowed: true, code: "allow" as const, rule: e.text, reason: `allow ${JSON.stringify(e.text)}: ${matchReason(e, what, port)}` };
       return rules.tokenAllow ? narrowAddress(d, rules.tokenAllow, n, ip, a, port) : d;
     }
   }
-  return { allowed: false, rule: "default", reason: `no allow entry matches ${describe(n, a, port)}` };
+  return { allowed: false, code: "no_allow", rule: "default", reason: `no allow entry matches ${describe(n, a, port)}` };
 }
 
 // An allowed decision, checked against the token's list: the same matching as the
@@ -146,7 +154,7 @@ function narrowAddress(d: Decision, token: readonly Entry[], n: string | null, i
     const why = hostMatch(e, n, ip, a);
     if (why !== null) return { ...d, reason: `${d.reason}; token allow ${JSON.stringify(e.text)}: ${matchReason(e, why, port)}` };
   }
-  return { allowed: false, rule: TOKEN_ALLOW_RULE, reason: `no entry of the token's allow list matches ${describe(n, a, port)}` };
+  return { allowed: false, code: "token", rule: TOKEN_ALLOW_RULE, reason: `no entry of the token's allow list matches ${describe(n, a, port)}` };
 }
 
 // The name-only counterpart: refuse before any look-up when no token entry could
@@ -163,7 +171,7 @@ function narrowName(d: Decision, token: readonly Entry[], n: string, port: numbe
     }
   }
   if (addressEntry) return d;
-  return { allowed: false, rule: TOKEN_ALLOW_RULE, reason: `no entry of the token's allow list matches ${describe(n, null, port)}` };
+  return { allowed: false, code: "token", rule: TOKEN_ALLOW_RULE, reason: `no entry of the token's allow list matches ${describe(n, null, port)}` };
 }
 
 /**
@@ -181,7 +189,7 @@ export function decideName(rules: RuleSet, name: string, port: number | null): D
     if (!canRefuseName(e) || !portMatch(e, port)) continue;
     const why = hostMatch(e, n, null, null);
     if (why !== null) {
-      return { allowed: false, rule: e.text, reason: `deny ${JSON.stringify(e.text)}: ${matchReason(e, why, port)}` };
+      return { allowed: false, code: "deny", rule: e.text, reason: `deny ${JSON.stringify(e.text)}: ${matchReason(e, why, port)}` };
     }
   }
   let addressAllowPossible = false;
@@ -190,8 +198,9 @@ export function decideName(rules: RuleSet, name: string, port: number | null): D
     if (e.host.kind === "name" || e.host.kind === "wildcard") {
       const why = hostMatch(e, n, null, null);
       if (why !== null) {
-        const d = {
+        const d: Decision = {
           allowed: true,
+          code: "allow",
           rule: e.text,
           reason: `allow ${JSON.stringify(e.text)}: ${matchReason(e, why, port)} (addresses still checked)`,
         };
@@ -202,9 +211,9 @@ export function decideName(rules: RuleSet, name: string, port: number | null): D
     }
   }
   if (!addressAllowPossible) {
-    return { allowed: false, rule: "default", reason: `no allow entry matches ${describe(n, null, port)}` };
+    return { allowed: false, code: "no_allow", rule: "default", reason: `no allow entry matches ${describe(n, null, port)}` };
   }
-  const d = { allowed: true, rule: "default", reason: `${describe(n, null, port)} is not refused by name; addresses will be checked` };
+  const d = { allowed: true, code: "allow" as const, rule: "default", reason: `${describe(n, null, port)} is not refused by name; addresses will be checked` };
   return rules.tokenAllow ? narrowName(d, rules.tokenAllow, n, port) : d;
 }
 
@@ -253,15 +262,16 @@ export function filterResolved(
   if (first === null) return { addrs: [], decision: combineDenials(name, denials) };
   const reason =
     denials.length === 0 ? first.reason : `${first.reason}; dropped: ${denials.map((d) => d.reason).join("; ")}`;
-  return { addrs: passed, decision: { allowed: true, rule: first.rule, reason } };
+  return { addrs: passed, decision: { allowed: true, code: "allow", rule: first.rule, reason } };
 }
 
 function combineDenials(name: string | null, denials: Decision[]): Decision {
   const who = name === null ? "the destination" : normalizeName(name);
-  if (denials.length === 0) return { allowed: false, rule: "default", reason: `${who} has no addresses` };
+  if (denials.length === 0) return { allowed: false, code: "no_address", rule: "default", reason: `${who} has no addresses` };
   if (denials.length === 1) return denials[0]!;
   return {
     allowed: false,
+    code: denials[0]!.code,
     rule: denials[0]!.rule,
     reason: `no address of ${who} passes: ${denials.map((d) => d.reason).join("; ")}`,
   };

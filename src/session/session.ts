@@ -729,7 +729,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   /** A policy refusal: `denied` (never `error`), counted and logged with the rule. */
   private deny(id: number, d: Refusal | Decision, target: string): void {
     this.ctx.metrics.denied(d.rule, this.identity.profile);
-    this.ctx.log.info("denied", { session: this.sid, identity: this.identity.name, profile: this.identity.profile, id, target, rule: d.rule, reason: d.reason });
+    this.ctx.log.info("denied", { session: this.sid, identity: this.identity.name, profile: this.identity.profile, id, target, code: d.code, rule: d.rule, reason: d.reason });
     this.transport.send({ ev: "denied", id, msg: d.reason });
   }
 

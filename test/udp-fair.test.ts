@@ -83,6 +83,7 @@ describe("UDP over the bandwidth limit gets the limit, not a collapse", () => {
     for (const factor of [1, 2, 5])
       test(`${factor}× the limit, ${bursty ? "in bursts" : "evenly paced"}: 90-110 % of the limit delivered`, async () => {
         const { rate } = await measure(factor, bursty);
+        console.log(`udp ${factor}× the limit, ${bursty ? "bursts" : "paced"}: ${(rate / RATE).toFixed(3)} of the limit delivered`);
         // 1× offers exactly the limit: all of it is delivered. Above it, the limit.
         expect(rate / RATE).toBeGreaterThan(0.9);
         expect(rate / RATE).toBeLessThan(1.1);

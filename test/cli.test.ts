@@ -156,3 +156,29 @@ test("policy check --token verifies the token with the file's [auth] keys and ex
   expect(forged.exitCode).toBe(2);
   expect(forged.stderr.toString()).toContain("--token: refused (401)");
 });
+
+test("SIGHUP reloads the policy file: a valid one applies to new opens, an invalid one keeps the running policy", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "wasmnet-cli-"));
+  const file = join(dir, "policy.toml");
+  const echo = echoServer();
+  writeFileSync(file, '[network]\ndeny = []\nallow = ["*"]\n');
+  const child = await spawnServer(["--policy", file]);
+  try {
+    const c = await TestClient.open(child.wsUrl);
+    expect((await c.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
+    writeFileSync(file, `[network]\ndeny = ["127.0.0.1:${echo.port}"]\nallow = ["*"]\n`);
+    child.proc.kill("SIGHUP");
+    await waitFor(() => child.logs().includes('"msg":"policy reloaded"'), "the reload log line");
+    expect((await c.connect(2, "127.0.0.1", echo.port)).ev).toBe("denied");
+    writeFileSync(file, "[network\n");
+    child.proc.kill("SIGHUP");
+    await waitFor(() => child.logs().includes("policy reload failed; the running policy stays"), "the failed reload's log line");
+    expect((await c.connect(3, "127.0.0.1", echo.port)).ev).toBe("denied");
+    c.send({ op: "send", id: 1, data: new TextEncoder().encode("open streams go on") });
+    await c.waitBytes(1, 18);
+    c.close();
+  } finally {
+    echo.stop();
+    expect(await child.stop()).toBe(0);
+  }
+});

@@ -14,7 +14,8 @@
 // Throughput measures run one hashed verification pass (also the warm-up), then --runs timed
 // passes interleaved direct / wasmnet / wasmnet+flow, and report the median.
 import type { Subprocess } from "bun";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { encodeBinaryRequest } from "../src/protocol/binary.ts";
 import type { Event } from "../src/protocol/messages.ts";
 import { CHUNK, chunkAt, expectedHash, freePort, KIB, Lines, median, MIB, POOL_CHUNKS, sleep, vmRssKiB, withTimeout } from "./bench/common.ts";
@@ -38,7 +39,7 @@ const opt = (name: string): string | undefined => {
   const next = argv[i + 1];
   return i >= 0 && VALUED.has(name) && next !== undefined && !next.startsWith("--") ? next : undefined;
 };
-const VALUED = new Set(["runs", "only", "inflight", "mib", "variants", "idle", "settle", "workers", "sessions"]);
+const VALUED = new Set(["runs", "only", "inflight", "mib", "variants", "idle", "settle", "workers", "sessions", "compare", "server-env", "compare-env"]);
 if (flag("help") || flag("h")) {
   console.log(`usage: bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,sessions,connect,rss]
                           [--inflight=KIB] [--mib=N] [--workers=1,2] [--sessions=N] [--profile[=DIR]]
@@ -52,6 +53,10 @@ if (flag("help") || flag("h")) {
   --workers    worker counts for the many-session echo (default 1), e.g. 1,2: the server runs
                with --workers N and its CPU is the supervisor's plus every worker's
   --sessions   sessions (one stream each) in the many-session echo (default 32)
+  --compare    DIR: also run every wasmnet measure (not rss) against the server in DIR (another
+               checkout, e.g. a git worktree of main), interleaved with this tree's: rows marked [B]
+  --server-env K=V,...   environment for this tree's server (A); --compare-env likewise for B
+               (e.g. --compare=. --compare-env=MIMALLOC_PURGE_DELAY=-1 for an A/B of one setting)
   --idle       streams held open for the RSS measure (default 1000)
   --settle     ms to wait before each RSS reading (default 400)
   --profile    run the wasmnet server child under --cpu-prof (markdown profile in DIR, default .bench/profile)`);
@@ -70,6 +75,42 @@ const INFLIGHT = Number(opt("inflight") ?? 512) * KIB;
 const STREAMS = 8;
 const SESSIONS = Number(opt("sessions") ?? 32);
 const WORKERS = (opt("workers") ?? "1").split(",").filter(Boolean).map(Number);
+
+/** Which server code and environment a wasmnet server child runs. */
+interface Build {
+  root: string;
+  env: Record<string, string>;
+  describe: string;
+}
+function parseEnv(s: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of s?.split(",").filter(Boolean) ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) fail(`bad environment setting "${kv}" (want NAME=VALUE)`);
+    out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
+function describeBuild(root: string, env: Record<string, string>): string {
+  let rev = "";
+  try {
+    rev = Bun.spawnSync(["git", "-C", root, "log", "-1", "--format=%h %s"]).stdout.toString().trim().slice(0, 72);
+  } catch {}
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ");
+  return `${root}${rev ? ` (${rev})` : ""}${vars ? ` with ${vars}` : ""}`;
+}
+const A_ENV = parseEnv(opt("server-env"));
+const A_BUILD: Build = { root: ROOT, env: A_ENV, describe: describeBuild(ROOT, A_ENV) };
+const COMPARE: Build | null = (() => {
+  const dir = opt("compare");
+  if (dir === undefined) return null;
+  const root = resolve(dir);
+  if (!existsSync(join(root, "src/cli.ts"))) fail(`--compare: no src/cli.ts in ${root}`);
+  const env = parseEnv(opt("compare-env"));
+  return { root, env, describe: describeBuild(root, env) };
+})();
+const B_KEY = "_b";
+const B_MARK = "[B]";
 const CONNECTS = 200;
 const IDLE_STREAMS = Number(opt("idle") ?? 1000);
 const SETTLE_MS = Number(opt("settle") ?? 400);
@@ -142,12 +183,12 @@ interface Server {
 }
 
 /** `workers` > 1: `--workers N`, a supervisor and N workers; ready once every worker listens. */
-async function startServer(profileName?: string, workers = 1): Promise<Server> {
+async function startServer(profileName: string | undefined, workers: number, build: Build): Promise<Server> {
   const port = freePort();
   const prof = PROFILE_DIR && profileName ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profileName}`] : [];
   const cmd = [BUN, ...prof, "src/cli.ts", "--no-policy", "--host", "127.0.0.1", "--port", String(port), "--log-level", "error"];
   if (workers > 1) cmd.push("--workers", String(workers));
-  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "inherit", stderr: "inherit" });
+  const proc = Bun.spawn(cmd, { cwd: build.root, env: { ...process.env, ...build.env }, stdin: "ignore", stdout: "inherit", stderr: "inherit" });
   children.add(proc);
   const deadline = performance.now() + 15_000;
   for (;;) {
@@ -181,6 +222,8 @@ interface CpuSnap {
   busy: number;
   /** Per worker process (deltas of a server with workers; the supervisor is left out). */
   workers?: number[];
+  /** Minor page faults of the server's processes. */
+  serverFaults: number | null;
 }
 interface RawSnap {
   client: number;
@@ -203,6 +246,7 @@ function cpuDelta(a: RawSnap, b: RawSnap): CpuSnap {
     server,
     others: Math.max(0, busyMs - client - target - (server ?? 0)),
     busy: busyMs / Math.max(1, b.machine.totalMs - a.machine.totalMs),
+    serverFaults: a.server === null || b.server === null ? null : b.server.minorFaults - a.server.minorFaults,
   };
   if (a.server && b.server && b.server.perPid.size > 1) {
     const root = [...b.server.perPid.keys()][0];
@@ -471,23 +515,29 @@ async function wasmnetPipelinedOnce(t: Target, ses: WnSession, id: number): Prom
 }
 
 /** Interleaved one by one, so load changes on a shared machine hit all three alike. */
-async function connectLatency(t: Target, srv: Server, n: number, warm: number): Promise<{ d: number[]; w: number[]; pl: number[] }> {
-  const ses = await WnSession.open(srv.url);
+async function connectLatency(t: Target, servers: Server[], n: number, warm: number): Promise<{ d: number[]; w: number[][]; pl: number[][] }> {
+  const sessions = await Promise.all(servers.map((s) => WnSession.open(s.url)));
   const d: number[] = [];
-  const w: number[] = [];
-  const pl: number[] = [];
+  const w: number[][] = servers.map(() => []);
+  const pl: number[][] = servers.map(() => []);
   let id = 1;
   for (let i = 0; i < warm + n; i++) {
     const a = await directConnectOnce(t, i);
-    const b = await wasmnetConnectOnce(t, ses, id++);
-    const c = await wasmnetPipelinedOnce(t, ses, id++);
+    const b: number[] = [];
+    const c: number[] = [];
+    for (const ses of sessions) {
+      b.push(await wasmnetConnectOnce(t, ses, id++));
+      c.push(await wasmnetPipelinedOnce(t, ses, id++));
+    }
     if (i < warm) continue;
     d.push(a);
-    w.push(b);
-    pl.push(c);
+    b.forEach((x, k) => w[k]!.push(x));
+    c.forEach((x, k) => pl[k]!.push(x));
   }
-  if (ses.problems.length) throw new Error(`session problems: ${ses.problems.join(" | ")}`);
-  ses.close();
+  for (const ses of sessions) {
+    if (ses.problems.length) throw new Error(`session problems: ${ses.problems.join(" | ")}`);
+    ses.close();
+  }
   return { d, w, pl };
 }
 
@@ -509,7 +559,7 @@ interface RssResult {
 }
 
 async function wasmnetRss(t: Target, n: number): Promise<RssResult> {
-  const srv = await startServer();
+  const srv = await startServer(undefined, 1, A_BUILD);
   try {
     const ses = await WnSession.open(srv.url);
     await ses.connect(1, "127.0.0.1", t.echo); // warm the connect path once
@@ -589,7 +639,7 @@ function throughputRow(key: string, measure: string, minRatio: number, dr: RunRe
   const wm = median(w.map((r) => r.mibps));
   const ratio = d.length ? wm / dm : null;
   const perMiB = (x: number | null, r: RunResult) => (x === null ? null : x / (r.secs * r.mibps));
-  const cpu = (rs: RunResult[], k: "client" | "target" | "server" | "others") => {
+  const cpu = (rs: RunResult[], k: "client" | "target" | "server" | "others" | "serverFaults") => {
     const v = rs.map((r) => perMiB(r.cpu[k], r)).filter((x): x is number => x !== null);
     return v.length ? Number(median(v).toFixed(2)) : null;
   };
@@ -602,6 +652,9 @@ function throughputRow(key: string, measure: string, minRatio: number, dr: RunRe
     },
     // ms per MiB is (almost) s per GiB: 1 GiB = 1024 MiB, 1 s = 1000 ms.
     proxy_cpu_s_per_gib: server === null ? null : Number(((server * 1024) / 1000).toFixed(2)),
+    // Pages of fresh memory the server touched per MiB: the allocator handing out memory it
+    // had given back to the kernel (docs/benchmark.md says why this costs CPU).
+    server_page_faults_per_mib: cpu(w, "serverFaults"),
     // How busy the whole machine was during the timed runs (1 = every core), and how much of it
     // went to processes outside the bench (other work on a shared machine), per MiB moved.
     machine: { busy: { direct: busy(d), wasmnet: busy(w) }, others_ms_per_mib: { direct: cpu(d, "others"), wasmnet: cpu(w, "others") } },
@@ -634,7 +687,7 @@ type Runner = (verify: boolean) => Promise<RunResult | { skipped: string }>;
 async function measureThroughput(name: string, variants: Record<string, Runner>): Promise<Record<string, RunResult[] | { skipped: string }>> {
   const out: Record<string, RunResult[] | { skipped: string }> = {};
   for (const [v, run] of Object.entries(variants)) {
-    if (!VARIANTS.has(v.split("@")[0]!)) {
+    if (!VARIANTS.has(v.split(/[@:]/)[0]!)) {
       out[v] = { skipped: "not selected (--variants)" };
       continue;
     }
@@ -662,12 +715,23 @@ async function measureThroughput(name: string, variants: Record<string, Runner>)
 async function main(): Promise<void> {
   const target = await startTarget();
   let server: Server | null = null;
+  let serverB: Server | null = null;
   const started = performance.now();
   const loadBefore = loadAverage();
   log(`bench: ${TOTAL / MIB} MiB per throughput measure, ${RUNS} timed runs + 1 verification run each, v1 in-flight ${INFLIGHT / KIB} KiB`);
+  if (COMPARE) log(`bench: every wasmnet measure also runs against B = ${COMPARE.describe}, interleaved with A = ${A_BUILD.describe}`);
   try {
-    server = await startServer("server");
+    server = await startServer("server", 1, A_BUILD);
+    if (COMPARE) serverB = await startServer("server-b", 1, COMPARE);
     const srv = server;
+    const srvB = serverB;
+    /** A wasmnet variant, and the same against build B when comparing. */
+    const wn = (name: string, run: (s: Server) => Runner): Record<string, Runner> => ({ [name]: run(srv), ...(srvB ? { [`${name}:B`]: run(srvB) } : {}) });
+    /** The row of a variant, and its B row when comparing. */
+    const pushRows = (key: string, measure: string, min: number, d: RunResult[] | { skipped: string }, r: Record<string, RunResult[] | { skipped: string }>, name: string) => {
+      rows.push(throughputRow(key, measure, min, d, r[name]!));
+      if (r[`${name}:B`]) rows.push(throughputRow(`${key}${B_KEY}`, `${measure} ${B_MARK}`, min, d, r[`${name}:B`]!));
+    };
     expectedHash(TOTAL);
     expectedHash(TOTAL / STREAMS);
 
@@ -675,83 +739,93 @@ async function main(): Promise<void> {
       log("echo, 1 stream");
       const r = await measureThroughput("echo1", {
         direct: (v) => directEcho(target, 1, TOTAL, v),
-        wasmnet: (v) => wasmnetEcho(target, srv, 1, TOTAL, v, false),
-        flow: (v) => wasmnetEcho(target, srv, 1, TOTAL, v, true),
-        wisp: (v) => wispEchoRun(target, srv, TOTAL, v),
+        ...wn("wasmnet", (s) => (v) => wasmnetEcho(target, s, 1, TOTAL, v, false)),
+        ...wn("flow", (s) => (v) => wasmnetEcho(target, s, 1, TOTAL, v, true)),
+        ...wn("wisp", (s) => (v) => wispEchoRun(target, s, TOTAL, v)),
       });
       const d = r.direct!;
-      rows.push(throughputRow("echo1", "echo, 1 stream (v1, paced)", 0.6, d, r.wasmnet!));
-      rows.push(throughputRow("echo1_flow", "echo, 1 stream (v2 flow)", 0.6, d, r.flow!));
-      rows.push(throughputRow("echo1_wisp", "echo, 1 stream (Wisp, /wisp/)", 0.6, d, r.wisp!));
+      pushRows("echo1", "echo, 1 stream (v1, paced)", 0.6, d, r, "wasmnet");
+      pushRows("echo1_flow", "echo, 1 stream (v2 flow)", 0.6, d, r, "flow");
+      pushRows("echo1_wisp", "echo, 1 stream (Wisp, /wisp/)", 0.6, d, r, "wisp");
     }
     if (ONLY.has("download")) {
       log("download, 1 stream");
       const r = await measureThroughput("download", {
         direct: (v) => directDownload(target, TOTAL, v),
-        wasmnet: (v) => wasmnetDownload(target, srv, TOTAL, v),
+        ...wn("wasmnet", (s) => (v) => wasmnetDownload(target, s, TOTAL, v)),
       });
-      rows.push(throughputRow("download", "download, 1 stream", 0.6, r.direct!, r.wasmnet!));
+      pushRows("download", "download, 1 stream", 0.6, r.direct!, r, "wasmnet");
     }
     if (ONLY.has("echo8")) {
       log(`echo, ${STREAMS} streams`);
       const r = await measureThroughput("echo8", {
         direct: (v) => directEcho(target, STREAMS, TOTAL, v),
-        wasmnet: (v) => wasmnetEcho(target, srv, STREAMS, TOTAL, v, false),
-        flow: (v) => wasmnetEcho(target, srv, STREAMS, TOTAL, v, true),
+        ...wn("wasmnet", (s) => (v) => wasmnetEcho(target, s, STREAMS, TOTAL, v, false)),
+        ...wn("flow", (s) => (v) => wasmnetEcho(target, s, STREAMS, TOTAL, v, true)),
       });
       const d = r.direct!;
-      rows.push(throughputRow("echo8", `echo, ${STREAMS} streams on one session (v1, paced)`, 0.5, d, r.wasmnet!));
-      rows.push(throughputRow("echo8_flow", `echo, ${STREAMS} streams on one session (v2 flow)`, 0.5, d, r.flow!));
+      pushRows("echo8", `echo, ${STREAMS} streams on one session (v1, paced)`, 0.5, d, r, "wasmnet");
+      pushRows("echo8_flow", `echo, ${STREAMS} streams on one session (v2 flow)`, 0.5, d, r, "flow");
     }
     if (ONLY.has("sessions")) {
       // A multiple of SESSIONS chunks, so that every session echoes the same whole number of chunks.
       const total = Math.max(1, Math.round(TOTAL / (SESSIONS * CHUNK))) * SESSIONS * CHUNK;
       log(`echo, ${SESSIONS} sessions × 1 stream (${total / SESSIONS / KIB} KiB each), workers ${WORKERS.join(", ")}`);
-      const servers = new Map<number, Server>();
+      const extra: Server[] = [];
       try {
-        for (const n of WORKERS) servers.set(n, n === 1 ? srv : await startServer(undefined, n));
         const variants: Record<string, Runner> = { direct: (v) => directEcho(target, SESSIONS, total, v) };
-        for (const [n, s] of servers) variants[`flow@${n}`] = (v) => wasmnetManyEcho(target, s, SESSIONS, total, v);
+        for (const n of WORKERS) {
+          for (const [build, one, suffix] of [[A_BUILD, srv, ""], ...(COMPARE && srvB ? [[COMPARE, srvB, ":B"] as const] : [])] as const) {
+            let s = one;
+            if (n > 1) extra.push((s = await startServer(undefined, n, build)));
+            variants[`flow@${n}${suffix}`] = (v) => wasmnetManyEcho(target, s, SESSIONS, total, v);
+          }
+        }
         const r = await measureThroughput("sessions", variants);
-        for (const n of WORKERS)
-          rows.push(throughputRow(`sessions_w${n}`, `echo, ${SESSIONS} sessions × 1 stream, ${n} worker${n > 1 ? "s" : ""} (v2 flow)`, 0.5, r.direct!, r[`flow@${n}`]!));
+        for (const n of WORKERS) pushRows(`sessions_w${n}`, `echo, ${SESSIONS} sessions × 1 stream, ${n} worker${n > 1 ? "s" : ""} (v2 flow)`, 0.5, r.direct!, r, `flow@${n}`);
       } finally {
-        for (const [n, s] of servers) if (n !== 1) await stopChild(s.proc);
+        for (const s of extra) await stopChild(s.proc);
       }
     }
     if (ONLY.has("connect")) {
       log(`connect → first echoed byte, ${CONNECTS} connects`);
-      const { d, w, pl } = await connectLatency(target, srv, CONNECTS, 20);
+      const servers = srvB ? [srv, srvB] : [srv];
+      const { d, w, pl } = await connectLatency(target, servers, CONNECTS, 20);
       const dm = median(d);
-      const wm = median(w);
       const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]!;
-      const pm = median(pl);
-      log(`  direct median ${dm.toFixed(3)} ms (p90 ${p90(d).toFixed(3)}), wasmnet waiting median ${wm.toFixed(3)} ms (p90 ${p90(w).toFixed(3)}), pipelined ${pm.toFixed(3)} ms (p90 ${p90(pl).toFixed(3)})`);
-      rows.push({
-        key: "connect",
-        measure: "connect → first echoed byte, median",
-        unit: "ms",
-        direct: dm,
-        wasmnet: wm,
-        ratio: wm / dm,
-        target: "≤ 2× direct",
-        pass: wm <= 2 * dm,
-        samples: { direct: d, wasmnet: w },
-        detail: { p90_ms: { direct: p90(d), wasmnet: p90(w) }, pipelined_median_ms: pm, pipelined_p90_ms: p90(pl) },
-      });
-      rows.push({
-        key: "connect_pipelined",
-        measure: "connect → first echoed byte, send pipelined behind connect, median",
-        unit: "ms",
-        direct: dm,
-        wasmnet: pm,
-        ratio: pm / dm,
-        target: "< waiting",
-        pass: pm < wm,
-        samples: { direct: d, wasmnet: pl },
-        detail: { p90_ms: { direct: p90(d), wasmnet: p90(pl) }, waiting_median_ms: wm },
+      servers.forEach((_, k) => {
+        const [wk, pk, tag, mark] = [w[k]!, pl[k]!, k ? B_KEY : "", k ? ` ${B_MARK}` : ""];
+        const wm = median(wk);
+        const pm = median(pk);
+        log(`  direct median ${dm.toFixed(3)} ms (p90 ${p90(d).toFixed(3)}), wasmnet${mark} waiting median ${wm.toFixed(3)} ms (p90 ${p90(wk).toFixed(3)}), pipelined ${pm.toFixed(3)} ms (p90 ${p90(pk).toFixed(3)})`);
+        rows.push({
+          key: `connect${tag}`,
+          measure: `connect → first echoed byte, waiting for connected, median${mark}`,
+          unit: "ms",
+          direct: dm,
+          wasmnet: wm,
+          ratio: wm / dm,
+          target: "≤ 2× direct",
+          pass: wm <= 2 * dm,
+          samples: { direct: d, wasmnet: wk },
+          detail: { p90_ms: { direct: p90(d), wasmnet: p90(wk) }, pipelined_median_ms: pm, pipelined_p90_ms: p90(pk) },
+        });
+        rows.push({
+          key: `connect_pipelined${tag}`,
+          measure: `connect → first echoed byte, send pipelined behind connect, median${mark}`,
+          unit: "ms",
+          direct: dm,
+          wasmnet: pm,
+          ratio: pm / dm,
+          target: "< waiting",
+          pass: pm < wm,
+          samples: { direct: d, wasmnet: pk },
+          detail: { p90_ms: { direct: p90(d), wasmnet: p90(pk) }, waiting_median_ms: wm },
+        });
       });
     }
+    if (serverB) await stopChild(serverB.proc);
+    serverB = null;
     await stopChild(server.proc);
     server = null;
 
@@ -788,6 +862,7 @@ async function main(): Promise<void> {
     }
   } finally {
     if (server) await stopChild(server.proc);
+    if (serverB) await stopChild(serverB.proc);
     target.proc.stdin.end();
     await stopChild(target.proc);
   }
@@ -795,6 +870,8 @@ async function main(): Promise<void> {
   const secs = (performance.now() - started) / 1000;
   const machine = { cpus: cpuCount(), load_before: loadBefore, load_after: loadAverage() };
   const scaling = workersSummary();
+  const scalingB = COMPARE ? workersSummary(true) : null;
+  const compared = compareSummary();
   if (JSON_OUT) {
     const json = {
       bun: Bun.version,
@@ -810,6 +887,8 @@ async function main(): Promise<void> {
       machine,
       rows,
       workers: scaling,
+      ...(scalingB ? { workers_b: scalingB } : {}),
+      ...(compared ? { compare: compared } : {}),
       notes,
     };
     process.stdout.write(JSON.stringify(json, null, 2) + "\n");
@@ -840,34 +919,59 @@ async function main(): Promise<void> {
       lines.push(`  ${r.key}: p90 direct ${p.direct.toFixed(3)} ms, wasmnet ${p.wasmnet.toFixed(3)} ms`);
     }
     else lines.push(`  ${r.key}: direct [${f(r.samples.direct)}]  wasmnet [${f(r.samples.wasmnet)}]`);
-    if (r.detail?.cpu_ms_per_mib) lines.push(`    cpu ms/MiB ${JSON.stringify(r.detail.cpu_ms_per_mib)}, proxy ${r.detail.proxy_cpu_s_per_gib} s/GiB`);
+    if (r.detail?.cpu_ms_per_mib) lines.push(`    cpu ms/MiB ${JSON.stringify(r.detail.cpu_ms_per_mib)}, proxy ${r.detail.proxy_cpu_s_per_gib} s/GiB, server page faults ${r.detail.server_page_faults_per_mib}/MiB`);
     if (r.detail?.machine) lines.push(`    machine ${JSON.stringify(r.detail.machine)}`);
     if (r.detail?.worker_cpu_share) lines.push(`    worker CPU shares ${JSON.stringify(r.detail.worker_cpu_share)}`);
     if (r.detail?.frames) lines.push(`    frames ${JSON.stringify(r.detail.frames)}`);
   }
-  if (scaling.length) {
+  const num = (x: number | null | undefined, digits: number) => (x === null || x === undefined || Number.isNaN(x) ? "—" : x.toFixed(digits));
+  for (const [list, mark] of [[scaling, ""], [scalingB ?? [], ` ${B_MARK}`]] as const) {
+    if (!list.length) continue;
     lines.push("");
-    lines.push(`echo over ${SESSIONS} sessions (1 stream each) by worker count, medians:`);
+    lines.push(`echo over ${SESSIONS} sessions (1 stream each) by worker count, medians${mark}:`);
     lines.push("");
     lines.push("| workers | MiB/s | ÷ direct | ÷ 1st row | proxy CPU s/GiB | client ms/MiB | target ms/MiB | machine busy |");
     lines.push("|---|---|---|---|---|---|---|---|");
-    for (const w of scaling)
-      lines.push(`| ${w.workers} | ${w.mibps.toFixed(0)} | ${w.vs_direct.toFixed(2)} | ${w.vs_first.toFixed(2)} | ${w.proxy_cpu_s_per_gib ?? "—"} | ${w.client_ms_per_mib ?? "—"} | ${w.target_ms_per_mib ?? "—"} | ${w.machine_busy === null ? "—" : `${Math.round(w.machine_busy * 100)}%`} |`);
+    for (const w of list)
+      lines.push(`| ${w.workers} | ${w.mibps.toFixed(0)} | ${num(w.vs_direct, 2)} | ${num(w.vs_first, 2)} | ${num(w.proxy_cpu_s_per_gib, 2)} | ${num(w.client_ms_per_mib, 2)} | ${num(w.target_ms_per_mib, 2)} | ${w.machine_busy === null ? "—" : `${Math.round(w.machine_busy * 100)}%`} |`);
+  }
+  if (compared) {
+    lines.push("");
+    lines.push(`A/B, interleaved in this run: A = ${compared.a}`);
+    lines.push(`                              B = ${compared.b}`);
+    lines.push("");
+    lines.push("| measure | A | B | B ÷ A | A ÷ direct | B ÷ direct | proxy CPU s/GiB A | B |");
+    lines.push("|---|---|---|---|---|---|---|---|");
+    for (const c of compared.rows)
+      lines.push(`| ${c.measure} | ${fmt(c.a, c.unit)} | ${fmt(c.b, c.unit)} | ${c.b_over_a.toFixed(2)} | ${num(c.a_vs_direct, 2)} | ${num(c.b_vs_direct, 2)} | ${num(c.a_proxy_cpu_s_per_gib, 2)} | ${num(c.b_proxy_cpu_s_per_gib, 2)} |`);
   }
   lines.push(`v1 uploads paced at ≤ ${INFLIGHT / KIB} KiB un-echoed per stream (direct uses the same pacing); v2 flow rows are paced by credit only.`);
   for (const n of notes) lines.push(n);
   process.stdout.write(lines.join("\n") + "\n");
 }
 
+/** Build B against A, row by row: B's value over A's, and the proxy CPU per GiB of each. */
+function compareSummary() {
+  if (!COMPARE) return null;
+  const out = [];
+  for (const b of rows.filter((r) => r.key.endsWith(B_KEY))) {
+    const a = rows.find((r) => r.key === b.key.slice(0, -B_KEY.length));
+    if (!a || a.wasmnet === null || b.wasmnet === null) continue;
+    const cpu = (r: Row) => (r.detail?.proxy_cpu_s_per_gib as number | null | undefined) ?? null;
+    out.push({ key: a.key, measure: a.measure, unit: a.unit, a: a.wasmnet, b: b.wasmnet, b_over_a: b.wasmnet / a.wasmnet, a_vs_direct: a.ratio, b_vs_direct: b.ratio, a_proxy_cpu_s_per_gib: cpu(a), b_proxy_cpu_s_per_gib: cpu(b) });
+  }
+  return { a: A_BUILD.describe, b: COMPARE.describe, rows: out };
+}
+
 /** The many-session rows side by side: throughput against direct and against the first worker count. */
-function workersSummary() {
-  const rs = rows.filter((r) => r.key.startsWith("sessions_w") && r.wasmnet !== null);
+function workersSummary(b = false) {
+  const rs = rows.filter((r) => r.key.startsWith("sessions_w") && r.key.endsWith(B_KEY) === b && r.wasmnet !== null);
   const first = rs[0]?.wasmnet ?? NaN;
   return rs.map((r) => {
     const cpu = r.detail!.cpu_ms_per_mib as { wasmnet: { client: number | null; target: number | null } };
     const m = r.detail!.machine as { busy: { wasmnet: number | null } };
     return {
-      workers: Number(r.key.slice("sessions_w".length)),
+      workers: parseInt(r.key.slice("sessions_w".length), 10),
       mibps: r.wasmnet!,
       vs_direct: r.ratio ?? NaN,
       vs_first: r.wasmnet! / first,

@@ -58,6 +58,8 @@ export function processTree(pid: number): number[] {
 export interface TreeCpu {
   /** Every process of the tree, plus what its processes reaped (a worker that died meanwhile). */
   totalMs: number;
+  /** Minor page faults of the live processes: each is a page of fresh memory touched (allocator churn). */
+  minorFaults: number;
   /** Per live process, root first. */
   perPid: Map<number, number>;
 }
@@ -66,12 +68,14 @@ export interface TreeCpu {
 export function treeCpu(pid: number): TreeCpu {
   const perPid = new Map<number, number>();
   let totalMs = 0;
+  let minorFaults = 0;
   for (const p of processTree(pid)) {
     const ms = cpuMs(p);
     perPid.set(p, ms);
     totalMs += ms + reapedChildrenMs(p);
+    minorFaults += Number(statFields(p)?.[7] ?? 0); // field 10, minflt
   }
-  return { totalMs, perPid };
+  return { totalMs, minorFaults, perPid };
 }
 
 /** Machine-wide CPU time (all cores) from /proc/stat, in ms: busy and total. */

@@ -18,7 +18,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { encodeBinaryRequest } from "../src/protocol/binary.ts";
 import type { Event } from "../src/protocol/messages.ts";
-import { CHUNK, chunkAt, expectedHash, freePort, KIB, Lines, median, MIB, POOL_CHUNKS, sleep, vmRssKiB, withTimeout } from "./bench/common.ts";
+import { CHUNK, chunkAt, expectedHash, freePort, KIB, Lines, median, MIB, POOL_BYTES, sleep, vmRssKiB, withTimeout } from "./bench/common.ts";
 import { directConnect, directWrite, DownloadFlow, EchoFlow } from "./bench/flows.ts";
 import { cpuCount, cpuMs, loadAverage, machineCpu, treeCpu, type MachineCpu, type TreeCpu } from "./bench/proc.ts";
 import { describe, WnSession, type FrameStats } from "./bench/wsclient.ts";
@@ -39,7 +39,7 @@ const opt = (name: string): string | undefined => {
   const next = argv[i + 1];
   return i >= 0 && VALUED.has(name) && next !== undefined && !next.startsWith("--") ? next : undefined;
 };
-const VALUED = new Set(["runs", "only", "inflight", "mib", "variants", "idle", "settle", "workers", "sessions", "compare", "server-env", "compare-env"]);
+const VALUED = new Set(["runs", "only", "inflight", "mib", "chunk", "variants", "idle", "settle", "workers", "sessions", "compare", "server-env", "compare-env"]);
 if (flag("help") || flag("h")) {
   console.log(`usage: bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,sessions,connect,rss]
                           [--inflight=KIB] [--mib=N] [--workers=1,2] [--sessions=N] [--profile[=DIR]]
@@ -49,6 +49,7 @@ if (flag("help") || flag("h")) {
   --only       run a subset of the measures
   --inflight   version-1 upload pacing: max un-echoed bytes per stream (default 512)
   --mib        bytes per throughput measure, overriding the default (256) / --quick (16)
+  --chunk      KiB per upload write in the echo measures (default 64; e.g. 1 to see per-message costs)
   --variants   throughput variants to run (default direct,wasmnet,flow,wisp), e.g. for profiling one path
   --workers    worker counts for the many-session echo (default 1), e.g. 1,2: the server runs
                with --workers N and its CPU is the supervisor's plus every worker's
@@ -70,7 +71,11 @@ type MeasureKey = (typeof ALL)[number];
 const ONLY = new Set((opt("only")?.split(",") ?? ALL).filter(Boolean) as MeasureKey[]);
 for (const k of ONLY) if (!ALL.includes(k)) fail(`--only: unknown measure "${k}" (have ${ALL.join(", ")})`);
 const MIB_PER = Number(opt("mib") ?? (QUICK ? 16 : 256));
-const TOTAL = Math.max(1, Math.round((MIB_PER * MIB) / (8 * CHUNK))) * 8 * CHUNK; // a multiple of 8 chunks
+/** Bytes per upload write (one `send` frame, one socket.write) in the echo measures. */
+const UP_CHUNK = Number(opt("chunk") ?? CHUNK / KIB) * KIB;
+if (!(UP_CHUNK >= KIB && UP_CHUNK <= POOL_BYTES && POOL_BYTES % UP_CHUNK === 0)) fail(`--chunk: a power of two from 1 to ${POOL_BYTES / KIB} (KiB)`);
+const UNIT = Math.max(CHUNK, UP_CHUNK);
+const TOTAL = Math.max(1, Math.round((MIB_PER * MIB) / (8 * UNIT))) * 8 * UNIT; // a multiple of 8 chunks
 const INFLIGHT = Number(opt("inflight") ?? 512) * KIB;
 const STREAMS = 8;
 const SESSIONS = Number(opt("sessions") ?? 32);
@@ -118,7 +123,7 @@ const VARIANTS = new Set(opt("variants")?.split(",") ?? ["direct", "wasmnet", "f
 const PROFILE_DIR = flag("profile") ? join(ROOT, ".bench/profile") : opt("profile");
 if (!(SESSIONS >= 1 && SESSIONS <= 1000) || !WORKERS.length || !WORKERS.every((n) => Number.isInteger(n) && n >= 1 && n <= 64))
   fail("bad --sessions (1..1000) / --workers (a list of counts, e.g. 1,2)");
-if (!(RUNS >= 1 && RUNS <= 20) || !(MIB_PER > 0) || !(INFLIGHT >= CHUNK) || !(IDLE_STREAMS >= 1 && IDLE_STREAMS <= 10_000) || !(SETTLE_MS >= 0))
+if (!(RUNS >= 1 && RUNS <= 20) || !(MIB_PER > 0) || !(INFLIGHT >= UP_CHUNK) || !(IDLE_STREAMS >= 1 && IDLE_STREAMS <= 10_000) || !(SETTLE_MS >= 0))
   fail("bad --runs / --mib / --inflight / --idle / --settle");
 for (const v of VARIANTS) if (!["direct", "wasmnet", "flow", "wisp"].includes(v)) fail(`--variants: unknown variant "${v}"`);
 
@@ -264,7 +269,7 @@ interface RunResult {
 
 async function directEcho(t: Target, streams: number, total: number, verify: boolean): Promise<RunResult> {
   const per = total / streams;
-  const flows = Array.from({ length: streams }, () => new EchoFlow(per, INFLIGHT, verify));
+  const flows = Array.from({ length: streams }, () => new EchoFlow(per, INFLIGHT, verify, UP_CHUNK));
   const socks = await Promise.all(
     flows.map((f) =>
       directConnect(t.echo, {
@@ -313,19 +318,19 @@ const frameCache = new Map<number, Uint8Array[]>();
 function sendFrame(id: number, chunkIndex: number): Uint8Array {
   let fs = frameCache.get(id);
   if (!fs) {
-    fs = Array.from({ length: POOL_CHUNKS }, (_, k) => encodeBinaryRequest({ op: "send", id, data: chunkAt(k) }));
+    fs = Array.from({ length: POOL_BYTES / UP_CHUNK }, (_, k) => encodeBinaryRequest({ op: "send", id, data: chunkAt(k, UP_CHUNK) }));
     frameCache.set(id, fs);
   }
-  return fs[chunkIndex % POOL_CHUNKS]!;
+  return fs[chunkIndex % fs.length]!;
 }
 
 /** Connects an echo flow to stream `id` of a session: credit-paced with a `window`, else paced by the flow. */
 function wireEcho(ses: WnSession, id: number, f: EchoFlow, window: number | null): void {
   let credit = window ?? 0;
   if (window !== null) {
-    f.gate = () => credit >= CHUNK;
+    f.gate = () => credit >= UP_CHUNK;
     f.write = (k) => {
-      credit -= CHUNK;
+      credit -= UP_CHUNK;
       ses.sendFrame(sendFrame(id, k));
     };
   } else f.write = (k) => ses.sendFrame(sendFrame(id, k));
@@ -347,7 +352,7 @@ function streamFailure(ev: Event, what: string): string {
 /** The same 1-stream echo over Wisp (CONTINUE-paced), through the same server and target. */
 async function wispEchoRun(t: Target, srv: Server, total: number, verify: boolean): Promise<RunResult> {
   const c0 = cpuSnap(t, srv);
-  const r = await wispEcho(srv.url, t.echo, total, { verify });
+  const r = await wispEcho(srv.url, t.echo, total, { verify, chunk: UP_CHUNK });
   return { mibps: r.mibPerSec, secs: r.secs, cpu: cpuDelta(c0, cpuSnap(t, srv)) };
 }
 
@@ -362,7 +367,7 @@ async function wasmnetEcho(t: Target, srv: Server, streams: number, total: numbe
     }
     const per = total / streams;
     // Version 1 has no flow control: pace by un-echoed bytes. Version 2: the credit is the pace.
-    const flows = Array.from({ length: streams }, () => new EchoFlow(per, flow ? Infinity : INFLIGHT, verify));
+    const flows = Array.from({ length: streams }, () => new EchoFlow(per, flow ? Infinity : INFLIGHT, verify, UP_CHUNK));
     await Promise.all(flows.map((_, i) => ses.connect(i + 1, "127.0.0.1", t.echo)));
     flows.forEach((f, i) => wireEcho(ses, i + 1, f, flow ? window : null));
     ses.stats = { dataFrames: 0, dataBytes: 0, creditFrames: 0, creditBytes: 0, sentFrames: 0, sentBytes: 0 };
@@ -400,7 +405,7 @@ async function wasmnetManyEcho(t: Target, srv: Server, sessions: number, total: 
         const h = await ses.negotiateFlow();
         if ("unsupported" in h) throw new Error(`server does not negotiate flow control (${h.unsupported})`);
         await ses.connect(1, "127.0.0.1", t.echo);
-        const f = new EchoFlow(per, Infinity, verify);
+        const f = new EchoFlow(per, Infinity, verify, UP_CHUNK);
         wireEcho(ses, 1, f, h.window);
         flows.push(f);
       }),
@@ -718,7 +723,7 @@ async function main(): Promise<void> {
   let serverB: Server | null = null;
   const started = performance.now();
   const loadBefore = loadAverage();
-  log(`bench: ${TOTAL / MIB} MiB per throughput measure, ${RUNS} timed runs + 1 verification run each, v1 in-flight ${INFLIGHT / KIB} KiB`);
+  log(`bench: ${TOTAL / MIB} MiB per throughput measure, ${RUNS} timed runs + 1 verification run each, ${UP_CHUNK / KIB} KiB per upload write, v1 in-flight ${INFLIGHT / KIB} KiB`);
   if (COMPARE) log(`bench: every wasmnet measure also runs against B = ${COMPARE.describe}, interleaved with A = ${A_BUILD.describe}`);
   try {
     server = await startServer("server", 1, A_BUILD);
@@ -769,7 +774,7 @@ async function main(): Promise<void> {
     }
     if (ONLY.has("sessions")) {
       // A multiple of SESSIONS chunks, so that every session echoes the same whole number of chunks.
-      const total = Math.max(1, Math.round(TOTAL / (SESSIONS * CHUNK))) * SESSIONS * CHUNK;
+      const total = Math.max(1, Math.round(TOTAL / (SESSIONS * UNIT))) * SESSIONS * UNIT;
       log(`echo, ${SESSIONS} sessions × 1 stream (${total / SESSIONS / KIB} KiB each), workers ${WORKERS.join(", ")}`);
       const extra: Server[] = [];
       try {
@@ -877,6 +882,7 @@ async function main(): Promise<void> {
       bun: Bun.version,
       quick: QUICK,
       bytes_per_measure: TOTAL,
+      upload_chunk_bytes: UP_CHUNK,
       runs: RUNS,
       v1_inflight_bytes: INFLIGHT,
       streams: STREAMS,
@@ -896,7 +902,7 @@ async function main(): Promise<void> {
   }
   const fmt = (v: number | null, unit: string) => (v === null || Number.isNaN(v) ? "—" : unit === "MiB/s" ? `${v.toFixed(0)} MiB/s` : unit === "ms" ? `${v.toFixed(3)} ms` : `${v.toFixed(2)} KiB`);
   const lines = [
-    `wasmnet bench — Bun ${Bun.version}, ${TOTAL / MIB} MiB per throughput measure, median of ${RUNS} (+1 hashed verification run), ${secs.toFixed(0)} s total`,
+    `wasmnet bench — Bun ${Bun.version}, ${TOTAL / MIB} MiB per throughput measure, ${UP_CHUNK / KIB} KiB per upload write, median of ${RUNS} (+1 hashed verification run), ${secs.toFixed(0)} s total`,
     `machine: ${machine.cpus} CPUs, load average ${machine.load_before.join(" ")} before, ${machine.load_after.join(" ")} after`,
     "",
     "| measure | direct | wasmnet | ratio | target | ok |",

@@ -4,7 +4,7 @@ import type { Socket } from "bun";
 import { CHUNK, chunkAt, expectedHash } from "./common.ts";
 
 /**
- * One echo stream: writes 64 KiB chunks of the pattern, keeps at most `maxInFlight` bytes
+ * One echo stream: writes chunks of the pattern (64 KiB unless told), keeps at most `maxInFlight` bytes
  * un-echoed (and, with flow control, never more than the credit allows), counts what comes back
  * and optionally hashes it.
  */
@@ -23,6 +23,8 @@ export class EchoFlow {
     readonly total: number,
     readonly maxInFlight: number,
     verify: boolean,
+    /** Bytes per write (a divisor of `total`). */
+    readonly chunk = CHUNK,
   ) {
     this.hasher = verify ? new Bun.CryptoHasher("sha256") : null;
     this.done = new Promise((res, rej) => {
@@ -32,10 +34,11 @@ export class EchoFlow {
   }
 
   pump(): void {
-    while (this.sent < this.total && this.sent - this.recv + CHUNK <= this.maxInFlight && this.gate()) {
+    const chunk = this.chunk;
+    while (this.sent < this.total && this.sent - this.recv + chunk <= this.maxInFlight && this.gate()) {
       const i = this.next++;
-      this.sent += CHUNK;
-      this.write(i, chunkAt(i));
+      this.sent += chunk;
+      this.write(i, chunkAt(i, chunk));
     }
   }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 // wasmnet benchmark: relay cost against a direct loopback baseline measured in the same run.
 //
-//   bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,sessions,connect,rss]
+//   bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,sessions,connect,rtt,rss]
 //                        [--inflight=KIB] [--mib=N] [--workers=1,2] [--sessions=N] [--profile[=DIR]]
 //
 // Process layout (same for direct and wasmnet, so the comparison is apples to apples):
@@ -41,7 +41,7 @@ const opt = (name: string): string | undefined => {
 };
 const VALUED = new Set(["runs", "only", "inflight", "mib", "chunk", "variants", "idle", "settle", "workers", "sessions", "compare", "server-env", "compare-env"]);
 if (flag("help") || flag("h")) {
-  console.log(`usage: bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,sessions,connect,rss]
+  console.log(`usage: bun scripts/bench.ts [--quick] [--json] [--runs=N] [--only=echo1,download,echo8,sessions,connect,rtt,rss]
                           [--inflight=KIB] [--mib=N] [--workers=1,2] [--sessions=N] [--profile[=DIR]]
   --quick      smoke run: 16 MiB per throughput measure
   --json       machine-readable results on stdout (progress stays on stderr)
@@ -66,7 +66,7 @@ if (flag("help") || flag("h")) {
 const QUICK = flag("quick");
 const JSON_OUT = flag("json");
 const RUNS = Number(opt("runs") ?? 3);
-const ALL = ["echo1", "download", "echo8", "sessions", "connect", "rss"] as const;
+const ALL = ["echo1", "download", "echo8", "sessions", "connect", "rtt", "rss"] as const;
 type MeasureKey = (typeof ALL)[number];
 const ONLY = new Set((opt("only")?.split(",") ?? ALL).filter(Boolean) as MeasureKey[]);
 for (const k of ONLY) if (!ALL.includes(k)) fail(`--only: unknown measure "${k}" (have ${ALL.join(", ")})`);
@@ -99,7 +99,8 @@ function parseEnv(s: string | undefined): Record<string, string> {
 function describeBuild(root: string, env: Record<string, string>): string {
   let rev = "";
   try {
-    rev = Bun.spawnSync(["git", "-C", root, "log", "-1", "--format=%h %s"]).stdout.toString().trim().slice(0, 72);
+    rev = Bun.spawnSync(["git", "-C", root, "log", "-1", "--format=%h %s"]).stdout.toString().trim().slice(0, 60);
+    if (rev && Bun.spawnSync(["git", "-C", root, "status", "--porcelain", "--", "src"]).stdout.toString().trim()) rev += ", src/ modified";
   } catch {}
   const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ");
   return `${root}${rev ? ` (${rev})` : ""}${vars ? ` with ${vars}` : ""}`;
@@ -546,6 +547,47 @@ async function connectLatency(t: Target, servers: Server[], n: number, warm: num
   return { d, w, pl };
 }
 
+/**
+ * One byte there and back on a stream that is already open, one at a time: the latency a small
+ * message pays through the relay (an interactive protocol's keystroke), against the same round
+ * trip over a direct socket. Interleaved one by one like the connects.
+ */
+async function roundTrips(t: Target, servers: Server[], n: number, warm: number): Promise<{ d: number[]; w: number[][] }> {
+  let got: () => void = () => {};
+  const direct = await directConnect(t.echo, { onData: () => got(), onDrain: () => {}, onClose: () => {} });
+  const sessions = await Promise.all(servers.map((s) => WnSession.open(s.url)));
+  for (const ses of sessions) {
+    const h = await ses.negotiateFlow(); // as the browser client runs
+    if ("unsupported" in h) throw new Error(`round trips: ${h.unsupported}`);
+    await ses.connect(1, "127.0.0.1", t.echo);
+    ses.sinks.set(1, { data: () => got(), other: (ev) => ses.problems.push(`round trips: ${describe(ev)}`) });
+  }
+  const once = async (send: () => void, what: string): Promise<number> => {
+    const echoed = new Promise<void>((r) => (got = r));
+    const t0 = performance.now();
+    send();
+    await withTimeout(echoed, 10_000, () => `${what}: no echo`);
+    return performance.now() - t0;
+  };
+  const d: number[] = [];
+  const w: number[][] = servers.map(() => []);
+  for (let i = 0; i < warm + n; i++) {
+    const a = await once(() => directWrite(direct, ONE), "direct round trip");
+    const b: number[] = [];
+    for (const ses of sessions) b.push(await once(() => ses.send({ op: "send", id: 1, data: ONE }), "wasmnet round trip"));
+    if (i < warm) continue;
+    d.push(a);
+    b.forEach((x, k) => w[k]!.push(x));
+  }
+  direct.data.onClose = () => {};
+  direct.end();
+  for (const ses of sessions) {
+    if (ses.problems.length) throw new Error(`session problems: ${ses.problems.join(" | ")}`);
+    ses.close();
+  }
+  return { d, w };
+}
+
 // ---------------------------------------------------------------- RSS per idle stream
 
 async function settleRss(pid: number): Promise<number> {
@@ -826,6 +868,30 @@ async function main(): Promise<void> {
           pass: pm < wm,
           samples: { direct: d, wasmnet: pk },
           detail: { p90_ms: { direct: p90(d), wasmnet: p90(pk) }, waiting_median_ms: wm },
+        });
+      });
+    }
+    if (ONLY.has("rtt")) {
+      log(`round trip of 1 byte on an open stream, ${CONNECTS} times`);
+      const servers = srvB ? [srv, srvB] : [srv];
+      const { d, w } = await roundTrips(target, servers, CONNECTS, 20);
+      const dm = median(d);
+      const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]!;
+      servers.forEach((_, k) => {
+        const [wk, tag, mark] = [w[k]!, k ? B_KEY : "", k ? ` ${B_MARK}` : ""];
+        const wm = median(wk);
+        log(`  direct median ${dm.toFixed(3)} ms (p90 ${p90(d).toFixed(3)}), wasmnet${mark} median ${wm.toFixed(3)} ms (p90 ${p90(wk).toFixed(3)})`);
+        rows.push({
+          key: `rtt${tag}`,
+          measure: `1-byte round trip on an open stream, median${mark}`,
+          unit: "ms",
+          direct: dm,
+          wasmnet: wm,
+          ratio: wm / dm,
+          target: "≤ 3× direct",
+          pass: wm <= 3 * dm,
+          samples: { direct: d, wasmnet: wk },
+          detail: { p90_ms: { direct: p90(d), wasmnet: p90(wk) } },
         });
       });
     }

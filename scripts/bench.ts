@@ -15,11 +15,13 @@
 // passes interleaved direct / wasmnet / wasmnet+flow, and report the median.
 import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { encodeBinaryRequest } from "../src/protocol/binary.ts";
 import type { Event } from "../src/protocol/messages.ts";
 import { CHUNK, chunkAt, expectedHash, freePort, KIB, Lines, median, MIB, POOL_BYTES, sleep, vmRssKiB, withTimeout } from "./bench/common.ts";
 import { directConnect, directWrite, DownloadFlow, EchoFlow } from "./bench/flows.ts";
+import { countSyscalls, perfAvailable, type Counts } from "./bench/syscalls.ts";
 import { cpuCount, cpuMs, loadAverage, machineCpu, treeCpu, type MachineCpu, type TreeCpu } from "./bench/proc.ts";
 import { describe, WnSession, type FrameStats } from "./bench/wsclient.ts";
 import { wispEcho } from "./bench/wisp.ts";
@@ -60,7 +62,8 @@ if (flag("help") || flag("h")) {
                (e.g. --compare=. --compare-env=MIMALLOC_PURGE_DELAY=-1 for an A/B of one setting)
   --idle       streams held open for the RSS measure (default 1000)
   --settle     ms to wait before each RSS reading (default 400)
-  --profile    run the wasmnet server child under --cpu-prof (markdown profile in DIR, default .bench/profile)`);
+  --profile    run the wasmnet server child under --cpu-prof (markdown profile in DIR, default .bench/profile)
+  --syscalls   count the server's system calls and page faults per MiB in each timed run (needs perf)`);
   process.exit(0);
 }
 const QUICK = flag("quick");
@@ -122,6 +125,7 @@ const IDLE_STREAMS = Number(opt("idle") ?? 1000);
 const SETTLE_MS = Number(opt("settle") ?? 400);
 const VARIANTS = new Set(opt("variants")?.split(",") ?? ["direct", "wasmnet", "flow", "wisp"]);
 const PROFILE_DIR = flag("profile") ? join(ROOT, ".bench/profile") : opt("profile");
+const SYSCALLS = flag("syscalls");
 if (!(SESSIONS >= 1 && SESSIONS <= 1000) || !WORKERS.length || !WORKERS.every((n) => Number.isInteger(n) && n >= 1 && n <= 64))
   fail("bad --sessions (1..1000) / --workers (a list of counts, e.g. 1,2)");
 if (!(RUNS >= 1 && RUNS <= 20) || !(MIB_PER > 0) || !(INFLIGHT >= UP_CHUNK) || !(IDLE_STREAMS >= 1 && IDLE_STREAMS <= 10_000) || !(SETTLE_MS >= 0))
@@ -266,6 +270,17 @@ interface RunResult {
   secs: number;
   cpu: CpuSnap;
   frames?: FrameStats;
+  /** --syscalls: the server's system calls and faults during the run. */
+  syscalls?: Counts | null;
+}
+
+let perfOk: boolean | null = null;
+/** --syscalls: count the server's system calls during a timed run (not the hashed one). */
+async function startCounting(srv: Server, verify: boolean): Promise<{ stop: () => Promise<Counts | null> } | null> {
+  if (!SYSCALLS || verify) return null;
+  perfOk ??= await perfAvailable(log);
+  if (!perfOk) return null;
+  return countSyscalls(srv.pid, join(tmpdir(), `wasmnet-bench-perf-${process.pid}.txt`));
 }
 
 async function directEcho(t: Target, streams: number, total: number, verify: boolean): Promise<RunResult> {
@@ -352,9 +367,11 @@ function streamFailure(ev: Event, what: string): string {
 
 /** The same 1-stream echo over Wisp (CONTINUE-paced), through the same server and target. */
 async function wispEchoRun(t: Target, srv: Server, total: number, verify: boolean): Promise<RunResult> {
+  const counting = await startCounting(srv, verify);
   const c0 = cpuSnap(t, srv);
   const r = await wispEcho(srv.url, t.echo, total, { verify, chunk: UP_CHUNK });
-  return { mibps: r.mibPerSec, secs: r.secs, cpu: cpuDelta(c0, cpuSnap(t, srv)) };
+  const cpu = cpuDelta(c0, cpuSnap(t, srv));
+  return { mibps: r.mibPerSec, secs: r.secs, cpu, syscalls: await counting?.stop() };
 }
 
 async function wasmnetEcho(t: Target, srv: Server, streams: number, total: number, verify: boolean, flow: boolean): Promise<RunResult | { skipped: string }> {
@@ -372,6 +389,7 @@ async function wasmnetEcho(t: Target, srv: Server, streams: number, total: numbe
     await Promise.all(flows.map((_, i) => ses.connect(i + 1, "127.0.0.1", t.echo)));
     flows.forEach((f, i) => wireEcho(ses, i + 1, f, flow ? window : null));
     ses.stats = { dataFrames: 0, dataBytes: 0, creditFrames: 0, creditBytes: 0, sentFrames: 0, sentBytes: 0 };
+    const counting = await startCounting(srv, verify);
     const c0 = cpuSnap(t, srv);
     const t0 = performance.now();
     for (const f of flows) f.pump();
@@ -382,8 +400,9 @@ async function wasmnetEcho(t: Target, srv: Server, streams: number, total: numbe
     );
     const secs = (performance.now() - t0) / 1000;
     const cpu = cpuDelta(c0, cpuSnap(t, srv));
+    const syscalls = await counting?.stop();
     if (ses.problems.length) throw new Error(`session problems: ${ses.problems.join(" | ")}`);
-    return { mibps: total / MIB / secs, secs, cpu, frames: { ...ses.stats } };
+    return { mibps: total / MIB / secs, secs, cpu, frames: { ...ses.stats }, syscalls };
   } finally {
     ses.sinks.clear();
     ses.close();
@@ -412,12 +431,14 @@ async function wasmnetManyEcho(t: Target, srv: Server, sessions: number, total: 
       }),
     );
     for (const s of all) s.stats = { dataFrames: 0, dataBytes: 0, creditFrames: 0, creditBytes: 0, sentFrames: 0, sentBytes: 0 };
+    const counting = await startCounting(srv, verify);
     const c0 = cpuSnap(t, srv);
     const t0 = performance.now();
     for (const f of flows) f.pump();
     await withTimeout(Promise.all(flows.map((f) => f.done)), timeoutFor(total), () => `wasmnet echo over ${sessions} sessions (${srv.workers} worker(s)) stalled: ${flows.map((f) => f.describe()).join("; ")}`);
     const secs = (performance.now() - t0) / 1000;
     const cpu = cpuDelta(c0, cpuSnap(t, srv));
+    const syscalls = await counting?.stop();
     const problems = all.flatMap((s) => s.problems);
     if (problems.length) throw new Error(`session problems: ${problems.join(" | ")}`);
     const frames = all.reduce(
@@ -427,7 +448,7 @@ async function wasmnetManyEcho(t: Target, srv: Server, sessions: number, total: 
       },
       { dataFrames: 0, dataBytes: 0, creditFrames: 0, creditBytes: 0, sentFrames: 0, sentBytes: 0 } as FrameStats,
     );
-    return { mibps: total / MIB / secs, secs, cpu, frames };
+    return { mibps: total / MIB / secs, secs, cpu, frames, syscalls };
   } finally {
     for (const s of all) {
       s.sinks.clear();
@@ -443,13 +464,15 @@ async function wasmnetDownload(t: Target, srv: Server, total: number, verify: bo
     await ses.connect(1, "127.0.0.1", t.download);
     ses.sinks.set(1, { data: (d) => f.data(d), other: (ev) => f.fail(streamFailure(ev, `wasmnet download at ${f.recv}/${total}`)) });
     ses.stats = { dataFrames: 0, dataBytes: 0, creditFrames: 0, creditBytes: 0, sentFrames: 0, sentBytes: 0 };
+    const counting = await startCounting(srv, verify);
     const c0 = cpuSnap(t, srv);
     const t0 = performance.now();
     ses.send({ op: "send", id: 1, data: new TextEncoder().encode(`${total}\n`) });
     await withTimeout(f.done, timeoutFor(total), () => `wasmnet download stalled at ${f.recv}/${total} bytes`);
     const secs = (performance.now() - t0) / 1000;
     const cpu = cpuDelta(c0, cpuSnap(t, srv));
-    return { mibps: total / MIB / secs, secs, cpu, frames: { ...ses.stats } };
+    const syscalls = await counting?.stop();
+    return { mibps: total / MIB / secs, secs, cpu, frames: { ...ses.stats }, syscalls };
   } finally {
     ses.sinks.clear();
     ses.close();
@@ -706,6 +729,12 @@ function throughputRow(key: string, measure: string, minRatio: number, dr: RunRe
     // went to processes outside the bench (other work on a shared machine), per MiB moved.
     machine: { busy: { direct: busy(d), wasmnet: busy(w) }, others_ms_per_mib: { direct: cpu(d, "others"), wasmnet: cpu(w, "others") } },
   };
+  const counted = w.map((r) => (r.syscalls ? { c: r.syscalls, mib: r.secs * r.mibps } : null)).filter((x) => x !== null);
+  if (counted.length) {
+    // Per MiB echoed or downloaded, median over the timed runs.
+    const keys = Object.keys(counted[0]!.c);
+    detail.server_syscalls_per_mib = Object.fromEntries(keys.map((k) => [k, Number(median(counted.map((x) => (x.c[k] ?? 0) / x.mib)).toFixed(1))]));
+  }
   const split = w.map((r) => r.cpu.workers).filter((x): x is number[] => !!x);
   if (split.length) {
     // Each worker's share of the workers' CPU, median over runs: how evenly the kernel spread the sessions.
@@ -993,6 +1022,7 @@ async function main(): Promise<void> {
     else lines.push(`  ${r.key}: direct [${f(r.samples.direct)}]  wasmnet [${f(r.samples.wasmnet)}]`);
     if (r.detail?.cpu_ms_per_mib) lines.push(`    cpu ms/MiB ${JSON.stringify(r.detail.cpu_ms_per_mib)}, proxy ${r.detail.proxy_cpu_s_per_gib} s/GiB, server page faults ${r.detail.server_page_faults_per_mib}/MiB`);
     if (r.detail?.machine) lines.push(`    machine ${JSON.stringify(r.detail.machine)}`);
+    if (r.detail?.server_syscalls_per_mib) lines.push(`    server syscalls per MiB ${JSON.stringify(r.detail.server_syscalls_per_mib)}`);
     if (r.detail?.worker_cpu_share) lines.push(`    worker CPU shares ${JSON.stringify(r.detail.worker_cpu_share)}`);
     if (r.detail?.frames) lines.push(`    frames ${JSON.stringify(r.detail.frames)}`);
   }

@@ -21,6 +21,7 @@ import { encodeBinaryRequest } from "../src/protocol/binary.ts";
 import type { Event } from "../src/protocol/messages.ts";
 import { CHUNK, chunkAt, expectedHash, freePort, KIB, Lines, median, MIB, POOL_BYTES, sleep, vmRssKiB, withTimeout } from "./bench/common.ts";
 import { directConnect, directWrite, DownloadFlow, EchoFlow } from "./bench/flows.ts";
+import { summarizeProfile } from "./bench/profile-summary.ts";
 import { countSyscalls, perfAvailable, type Counts } from "./bench/syscalls.ts";
 import { cpuCount, cpuMs, loadAverage, machineCpu, treeCpu, type MachineCpu, type TreeCpu } from "./bench/proc.ts";
 import { describe, WnSession, type FrameStats } from "./bench/wsclient.ts";
@@ -62,7 +63,8 @@ if (flag("help") || flag("h")) {
                (e.g. --compare=. --compare-env=MIMALLOC_PURGE_DELAY=-1 for an A/B of one setting)
   --idle       streams held open for the RSS measure (default 1000)
   --settle     ms to wait before each RSS reading (default 400)
-  --profile    run the wasmnet server child under --cpu-prof (markdown profile in DIR, default .bench/profile)
+  --profile    run the wasmnet server child under --cpu-prof (markdown profiles in DIR, default .bench/profile:
+               server-samples.md counts samples; Bun's server.md charges idle time to what ran last)
   --syscalls   count the server's system calls and page faults per MiB in each timed run (needs perf)`);
   process.exit(0);
 }
@@ -928,6 +930,15 @@ async function main(): Promise<void> {
     serverB = null;
     await stopChild(server.proc);
     server = null;
+    if (PROFILE_DIR) {
+      // The servers have exited, so their profiles are written.
+      for (const name of ["server", "server-b"]) {
+        const prof = join(PROFILE_DIR, `${name}.cpuprofile`);
+        if (!existsSync(prof)) continue;
+        summarizeProfile(prof, join(PROFILE_DIR, `${name}-samples.md`), ROOT);
+        log(`bench: profile of ${name}: ${join(PROFILE_DIR, `${name}-samples.md`)} (by samples), ${join(PROFILE_DIR, `${name}.md`)} (Bun's)`);
+      }
+    }
 
     if (ONLY.has("rss")) {
       log(`RSS per idle open stream, ${IDLE_STREAMS} streams (fresh child per run)`);

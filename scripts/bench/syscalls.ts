@@ -20,7 +20,7 @@ const EVENTS: Record<string, string> = {
 
 export type Counts = Record<string, number>;
 
-/** Null (with the reason logged once) when perf cannot count here. */
+/** False (with the reason logged) when perf cannot count syscall tracepoints here. */
 export async function perfAvailable(log: (s: string) => void): Promise<boolean> {
   try {
     const p = Bun.spawn(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "true"], { stdout: "ignore", stderr: "pipe" });

@@ -2,10 +2,11 @@
 // targets on 127.0.0.1. What the stream owns — state, queue, credit, pauses, timers, half-close
 // — is checked through its methods and what it tells its owner.
 import { afterAll, describe, expect, test } from "bun:test";
+import type { Socket } from "bun";
 import { pass, type Cleared } from "../src/net/gate.ts";
 import { PAUSE, TcpStream, type StreamOutcome, type StreamOwner } from "../src/net/tcp-stream.ts";
 import { unrestrictedPolicy } from "../src/policy/load.ts";
-import { echoServer, freePort, sinkServer, sourceServer } from "./helpers/targets.ts";
+import { echoServer, freePort, makePayload, sha256, sinkServer, sourceServer } from "./helpers/targets.ts";
 import { waitFor, waitForSteady } from "./helpers/wait.ts";
 
 class Owner implements StreamOwner {
@@ -163,5 +164,122 @@ describe("TcpStream", () => {
     s.write(new Uint8Array([1]));
     expect(s.idleMs(1600)).toBe(0);
     s.finish("done");
+  });
+});
+
+/** Records every byte it receives, in order; optionally does not read until resume(). */
+function recordingServer(paused = false) {
+  const chunks: Uint8Array[] = [];
+  const sockets = new Set<Socket<undefined>>();
+  let eofs = 0;
+  const listener = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        sockets.add(s);
+        if (paused) s.pause();
+      },
+      data(_s, d) {
+        chunks.push(d);
+      },
+      end() {
+        eofs++;
+      },
+      error() {},
+    },
+  });
+  return {
+    port: listener.port,
+    get bytes() {
+      return chunks.reduce((n, c) => n + c.length, 0);
+    },
+    get eofs() {
+      return eofs;
+    },
+    content: () => Buffer.concat(chunks),
+    resume: () => {
+      for (const s of sockets) s.resume();
+    },
+    stop: () => listener.stop(true),
+  };
+}
+
+/** Counts the socket writes of an open stream (its socket is private: reached for here only). */
+function countWrites(s: TcpStream): { n: number } {
+  const socket = (s as unknown as { socket: { write(d: Uint8Array): number } }).socket;
+  const count = { n: 0 };
+  const write = socket.write.bind(socket);
+  socket.write = (d: Uint8Array) => {
+    count.n++;
+    return write(d);
+  };
+  return count;
+}
+
+/** Resolves in the next loop turn (after this turn's setImmediate callbacks). */
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+
+describe("small writes of one loop turn (src/net/turn-writes.ts)", () => {
+  test("the first goes out at once, the ones after it together at the turn's end, in order", async () => {
+    const o = new Owner();
+    const s = stream(o, echo.port);
+    s.dial(cleared(echo.port), null, false);
+    await waitFor(() => s.isOpen, "open");
+    await nextTurn();
+    const writes = countWrites(s);
+    const payload = makePayload(200 * 100);
+    for (let i = 0; i < 200; i++) expect(s.write(payload.subarray(i * 100, (i + 1) * 100))).toBeNull();
+    expect(writes.n).toBe(1); // the first chunk only; 199 wait for the end of this turn
+    await waitFor(() => o.bytes === payload.length, { what: "the echo of 200 chunks", detail: () => o.bytes });
+    expect(writes.n).toBe(2);
+    expect(sha256(Buffer.concat(o.data))).toBe(sha256(payload));
+    expect(s.up).toBe(payload.length);
+    await nextTurn();
+    s.write(new Uint8Array(10)); // a new turn: an interactive message waits for nothing
+    expect(writes.n).toBe(3);
+    s.finish("done");
+  });
+
+  test("staged bytes go before a large chunk, a shutdown and a close", async () => {
+    const payload = makePayload(200 * 1024, 7);
+    const parts = [100, 2000, 50, 40 * 1024, 300, 1, 1000]; // a large chunk in the middle
+    for (const end of ["shutdown", "close"] as const) {
+      const target = recordingServer();
+      const s = stream(new Owner(), target.port);
+      s.dial(cleared(target.port), null, true);
+      await waitFor(() => s.isOpen, "open");
+      await nextTurn();
+      let off = 0;
+      for (const n of parts) {
+        s.write(payload.subarray(off, off + n));
+        off += n;
+      }
+      if (end === "shutdown") s.shutdown();
+      else s.closeByClient();
+      await waitFor(() => target.eofs === 1, { what: `the target's FIN after ${end}`, detail: () => target.bytes });
+      expect(sha256(target.content())).toBe(sha256(payload.subarray(0, off)));
+      s.finish("done");
+      target.stop();
+    }
+  });
+
+  test("a target that stops reading: what it does not take waits for its drain, in order", async () => {
+    const target = recordingServer(true);
+    const o = new Owner(false, 0, 64 * 1024 * 1024);
+    const s = stream(o, target.port);
+    s.dial(cleared(target.port), null, false);
+    await waitFor(() => s.isOpen, "open");
+    const payload = makePayload(16 * 1024 * 1024, 3); // far more than loopback buffers hold
+    const CHUNK = 1024;
+    for (let off = 0; off < payload.length; ) {
+      for (let k = 0; k < 256 && off < payload.length; k++, off += CHUNK) expect(s.write(payload.subarray(off, off + CHUNK))).toBeNull();
+      await nextTurn();
+    }
+    target.resume();
+    await waitFor(() => target.bytes === payload.length, { what: "all 16 MiB after the target reads again", detail: () => target.bytes, timeoutMs: 30_000 });
+    expect(sha256(target.content())).toBe(sha256(payload));
+    s.finish("done");
+    target.stop();
   });
 });

@@ -3,7 +3,7 @@
 
 export const KIB = 1024;
 export const MIB = 1024 * 1024;
-/** Upload chunk: one `send` frame / one socket.write per chunk. */
+/** Upload chunk by default: one `send` frame / one socket.write per chunk (the bench's --chunk changes it). */
 export const CHUNK = 64 * KIB;
 /** The payload is this many distinct random chunks, cycled (reordering within 4 MiB is caught). */
 export const POOL_CHUNKS = 64;
@@ -26,10 +26,10 @@ export function pattern(): Uint8Array {
   return (pool = p);
 }
 
-/** Chunk `i` of the cycled stream (i counts from 0 over the whole transfer). */
-export function chunkAt(i: number): Uint8Array {
-  const k = i % POOL_CHUNKS;
-  return pattern().subarray(k * CHUNK, (k + 1) * CHUNK);
+/** Chunk `i` of `size` bytes of the cycled stream (i counts from 0; `size` divides POOL_BYTES). */
+export function chunkAt(i: number, size = CHUNK): Uint8Array {
+  const off = (i * size) % POOL_BYTES;
+  return pattern().subarray(off, off + size);
 }
 
 /** sha256 of the first `total` bytes of the cycled pattern (what a correct transfer delivers). */

@@ -13,6 +13,7 @@ import type { ErrorCode } from "../protocol/constants.ts";
 import type { Cleared } from "./gate.ts";
 import { IdleMark } from "./idle-mark.ts";
 import type { SocketKind } from "./socket-kind.ts";
+import { atTurnEnd, currentTurn, giveStage, noteWrite, SMALL_WRITE, STAGE_BYTES, takeStage, type TurnWriter } from "./turn-writes.ts";
 
 /** Why a stream stopped reading its target; it reads again when no reason is left. */
 export const PAUSE = {
@@ -62,7 +63,7 @@ export interface StreamTarget {
 /** Result of a client write that hit a limit: the stream cannot go on. */
 export type WriteProblem = string | null;
 
-export class TcpStream {
+export class TcpStream implements TurnWriter {
   private socket: Socket<TcpStream> | null = null;
   private _state: StreamState = "connecting";
   private _target: StreamTarget;
@@ -72,6 +73,12 @@ export class TcpStream {
   /** Flow control: bytes the client sent that have not been credited back. */
   private outstanding = 0;
   private pauseMask = 0;
+  /** The loop turn of this stream's latest small write that went out at once (turn-writes.ts). */
+  private writeTurn = -1;
+  /** Small chunks sent after it in the same turn, copied here until the turn ends; null when none. */
+  private stage: Uint8Array | null = null;
+  private staged = 0;
+  private turnPending = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private shutdownPending = false;
   private remoteFin = false;
@@ -160,14 +167,68 @@ export class TcpStream {
     }
     this.up += n;
     if (!held && this._state === "open" && this.queue === null) {
+      if (n < SMALL_WRITE) {
+        // The first small chunk of a turn goes out at once; the ones after it wait for the turn's end.
+        if (this.stage !== null || this.writeTurn === currentTurn()) return this.addToStage(data);
+        this.writeTurn = currentTurn();
+        noteWrite();
+      } else if (this.stage !== null) {
+        this.unstage(); // staged bytes go first
+        if (this.queue !== null) {
+          this.enqueue(data);
+          return null;
+        }
+      }
       const written = this.socket!.write(data);
       if (written < 0) return null; // closing; the close handler reports it
       if (written < n) this.enqueue(data.subarray(written));
       if (written > 0) this.credited(written);
     } else {
+      this.unstage();
       this.enqueue(data);
     }
     return null;
+  }
+
+  /** A small chunk after the turn's first: copied to the stage (the message buffer dies at once). */
+  private addToStage(data: Uint8Array): null {
+    if (this.stage !== null && this.staged + data.length > STAGE_BYTES) {
+      this.unstage();
+      if (this.queue !== null) {
+        this.enqueue(data); // the target is full: the rest waits for its drain
+        return null;
+      }
+    }
+    if (this.stage === null) this.stage = takeStage();
+    this.stage.set(data, this.staged);
+    this.staged += data.length;
+    if (!this.turnPending) {
+      this.turnPending = true;
+      atTurnEnd(this);
+    }
+    return null;
+  }
+
+  /** The loop turn is over: write what was staged during it. */
+  endOfTurn(): void {
+    this.turnPending = false;
+    this.unstage();
+  }
+
+  /**
+   * Writes the staged bytes (only ever with an empty queue: anything queued after them first
+   * unstages), queues what the socket does not take, and returns the stage to the pool.
+   */
+  private unstage(): void {
+    const stage = this.stage;
+    if (stage === null) return;
+    const n = this.staged;
+    this.stage = null;
+    this.staged = 0;
+    const written = this._state === "open" ? this.socket!.write(stage.subarray(0, n)) : -1;
+    if (written >= 0 && written < n) this.enqueue(stage.slice(written, n)); // a copy: the stage is reused
+    giveStage(stage);
+    if (written > 0) this.credited(written);
   }
 
   private enqueue(chunk: Uint8Array): void {
@@ -185,6 +246,7 @@ export class TcpStream {
   flush(): void {
     const s = this.socket;
     if (!s) return;
+    this.unstage();
     let written = 0;
     const q = this.queue;
     if (q !== null) {
@@ -217,6 +279,7 @@ export class TcpStream {
   shutdown(): void {
     if (this._localFin) return;
     this._localFin = true;
+    this.unstage(); // what the client sent before the shutdown goes first
     if (this._state === "open" && this.queue === null) {
       this.socket!.shutdown();
       this.endIfBothDone();
@@ -272,6 +335,7 @@ export class TcpStream {
   closeByClient(): void {
     if (this._state === "closed" || this._state === "closing") return;
     const wasOpen = this._state === "open";
+    this.unstage(); // this turn's bytes come before the FIN
     this._state = "closing";
     clearTimeout(this.timer);
     if (!wasOpen || this.queue === null) return this.end({ kind: "closed", reason: "closed by client" }, "fin");
@@ -295,6 +359,11 @@ export class TcpStream {
 
   private end(outcome: StreamOutcome, how: "fin" | "reset" | "gone"): void {
     if (this._state === "closed") return;
+    // Staged bytes would have been written already without the batching: write them (or drop them, if the socket is gone).
+    if (how !== "gone") this.unstage();
+    else if (this.stage !== null) giveStage(this.stage);
+    this.stage = null;
+    this.staged = 0;
     this._state = "closed";
     clearTimeout(this.timer);
     this.queue = null;

@@ -331,12 +331,20 @@ describe("key files", () => {
     expect((await verify(newToken, {}, after)).ok).toBe(true);
   });
 
-  test("the HS256 secret: trailing newline trimmed, at least 32 bytes", async () => {
+  test("the HS256 secret: a text one loses its trailing newline, a binary one is kept whole; at least 32 bytes", async () => {
     const s32 = "k".repeat(32);
     for (const text of [`${s32}\n`, `${s32}\r\n`, s32]) {
       writeFileSync(join(dir, "s32"), text);
       const r = await loadKeyRing(auth({ hs256SecretFile: join(dir, "s32"), jwksFile: null }));
       const t = await createToken({ secret: enc.encode(s32), sub: "a", ttlSecs: 60, aud: AUD, nowSecs: NOW });
+      expect((await verify(t, {}, r)).ok).toBe(true);
+    }
+    // A binary secret is taken byte for byte: a last byte of 0x0a (or 0x0d 0x0a) is part of the key.
+    for (const tail of [[0x0a], [0x0d, 0x0a]]) {
+      const binary = new Uint8Array([...crypto.getRandomValues(new Uint8Array(32)).map((b) => b | 0x80), 0x01, ...tail]);
+      writeFileSync(join(dir, "bin"), binary);
+      const r = await loadKeyRing(auth({ hs256SecretFile: join(dir, "bin"), jwksFile: null }));
+      const t = await createToken({ secret: binary, sub: "a", ttlSecs: 60, aud: AUD, nowSecs: NOW });
       expect((await verify(t, {}, r)).ok).toBe(true);
     }
     writeFileSync(join(dir, "s31"), `${"k".repeat(31)}\n`);

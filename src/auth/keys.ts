@@ -46,7 +46,12 @@ export class AuthKeyError extends Error {
   }
 }
 
-/** The secret's raw bytes; one trailing newline (LF or CRLF) is dropped, as editors add one. */
+/**
+ * The secret's bytes. A text secret (`openssl rand -base64 48 > secret.key`) loses one trailing
+ * newline (LF or CRLF), as editors and `echo` add one. A binary secret (`head -c 32 /dev/urandom`)
+ * is taken byte for byte: its last byte is 0x0a one time in 256, and trimming it would leave a
+ * different key than the one the application signs with (or one too short to load).
+ */
 export function readHs256Secret(file: string): Uint8Array {
   let bytes: Uint8Array;
   try {
@@ -57,9 +62,22 @@ export function readHs256Secret(file: string): Uint8Array {
   let end = bytes.length;
   if (end > 0 && bytes[end - 1] === 0x0a) end--;
   if (end > 0 && bytes[end - 1] === 0x0d) end--;
-  const secret = bytes.slice(0, end);
+  const secret = end < bytes.length && isText(bytes.subarray(0, end)) ? bytes.slice(0, end) : bytes;
   checkHs256Secret(secret, file);
   return secret;
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Valid UTF-8 with no control characters: what a person or `openssl rand -base64` writes. */
+function isText(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b < 0x20 || b === 0x7f) return false;
+  try {
+    UTF8.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function checkHs256Secret(secret: Uint8Array, file: string | null): void {

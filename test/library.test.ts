@@ -44,7 +44,7 @@ test("createServer serves /healthz and turns it 503 while stopping", async () =>
   expect([ok.status, await ok.text()]).toEqual([200, "ok\n"]);
   const c = await TestClient.open(`ws://127.0.0.1:${srv.port}/`);
   const closing = new Promise<number>((r) => c.ws.addEventListener("close", (e) => r(e.code)));
-  srv.handler.drain();
+  srv.handler.drain(0.2); // open sessions get 0.2 s (not the default drain_secs), then 1001
   expect((await fetch(url)).status).toBe(503);
   expect(await closing).toBe(1001);
   await srv.stop();

@@ -164,7 +164,7 @@ describe("/healthz", () => {
       expect(r.status).toBe(200);
       const c = await TestClient.open(own.wsUrl);
       const closed = new Promise<number>((res) => c.ws.addEventListener("close", (e) => res(e.code)));
-      own.handler.drain();
+      own.handler.drain(0.2); // open sessions get 0.2 s (not the default drain_secs), then 1001
       expect((await fetch(new URL("/healthz", own.url))).status).toBe(503);
       expect(await closed).toBe(1001); // open sessions are closed cleanly
       await expect(TestClient.open(own.wsUrl)).rejects.toThrow(); // and no new ones start

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { createToken } from "../src/auth/issue.ts";
 import { TestClient } from "./helpers/client.ts";
 import { needing } from "./helpers/components.ts";
+import { dial, refused } from "./helpers/dial.ts";
 import { startRedis, type RedisProcess } from "./helpers/redis-server.ts";
 import { spawnServer, type Child } from "./helpers/spawn.ts";
 import { echoServer } from "./helpers/targets.ts";
@@ -105,6 +106,33 @@ describe("two instances sharing Redis", () => {
     expect(await s2.connect(2, "127.0.0.1", echo.port)).toMatchObject({ ev: "error", code: "ELIMIT" });
     s1.send({ op: "close", id: 1 });
     await waitFor(async () => (await s2.connect(3, "127.0.0.1", echo.port)).ev === "connected", "a unit back on the other instance once one stream closes");
+  });
+
+  redisTests.test("accepted inbound connections take a unit too: over the cap they are reset unannounced; admitted ones keep the bytes sent while Redis answered", async () => {
+    const t = await token("erin");
+    const s1 = await session(a, t);
+    const s2 = await session(b, t);
+    s1.send({ op: "bind", id: 1, addr: "127.0.0.1", port: 0 });
+    const l = await s1.next(1);
+    expect(l.ev).toBe("listening");
+    const port = (l as { port: number }).port;
+    expect((await s2.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
+    expect(await refused(port)).toBe(true);
+    expect(s1.events.filter((e) => e.ev === "accepted")).toEqual([]);
+    s2.send({ op: "close", id: 1 });
+    expect((await s2.next(1)).ev).toBe("closed");
+    const order: string[] = []; // accepted must come before any of its data
+    s1.onEvent = (e) => void ((e.ev === "accepted" || e.ev === "data") && order.push(e.ev));
+    const peer = await dial(port);
+    peer.socket.write("early bytes");
+    const acc = await s1.next(1);
+    expect(acc.ev).toBe("accepted");
+    const connId = (acc as { connId: number }).connId;
+    await s1.waitBytes(connId, 11);
+    expect(order[0]).toBe("accepted");
+    expect(new TextDecoder().decode(s1.received(connId))).toBe("early bytes");
+    expect(await s2.connect(2, "127.0.0.1", echo.port)).toMatchObject({ ev: "error", code: "ELIMIT" });
+    peer.socket.end();
   });
 
   redisTests.test(`kill -9 of an instance holding leases: the other accepts again within lease_secs (${LEASE_SECS} s) + 2 s`, async () => {

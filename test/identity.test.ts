@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { createToken } from "../src/auth/issue.ts";
 import { createLogger } from "../src/log.ts";
 import { TestClient } from "./helpers/client.ts";
+import { dial, refused } from "./helpers/dial.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, sourceServer } from "./helpers/targets.ts";
 import { waitFor, waitForSteady } from "./helpers/wait.ts";
@@ -144,6 +145,41 @@ describe("per-identity limits hold across sessions", () => {
     if (third.ev === "error") expect(third.msg).toContain("max_connections_per_identity (2)");
     b.send({ op: "close", id: 1 });
     await waitFor(async () => (await a.connect(3, "127.0.0.1", echo.port)).ev === "connected", { what: "a connection unit back", timeoutMs: 5000 });
+    a.close();
+    b.close();
+  });
+
+  test("max_connections_per_identity counts listeners and accepted connections: one over it is reset, never announced", async () => {
+    const t = await token("hana");
+    const a = await open(t);
+    const b = await open(t, "binary");
+    a.send({ op: "bind", id: 1, addr: "127.0.0.1", port: 0 }); // unit 1
+    const l = await a.next(1);
+    expect(l.ev).toBe("listening");
+    const port = (l as { port: number }).port;
+    expect((await b.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected"); // unit 2
+    // A third unit: the inbound connection is reset, and `a` never hears of it.
+    expect(await refused(port)).toBe(true);
+    expect(a.events.filter((e) => e.ev === "accepted")).toEqual([]);
+    await waitFor(() => logs.some((line) => line.includes('"inbound refused"') && line.includes("max_connections_per_identity (2) reached for hana")), "the refusal's log line");
+    // b gives its unit back: the next inbound connection is accepted, and what its peer sent at once arrives.
+    b.send({ op: "close", id: 1 });
+    expect((await b.next(1)).ev).toBe("closed");
+    const order: string[] = []; // accepted must come before any of its data
+    a.onEvent = (e) => void ((e.ev === "accepted" || e.ev === "data") && order.push(e.ev));
+    const peer = await dial(port);
+    peer.socket.write("sent before accepted");
+    const acc = await a.next(1);
+    expect(acc.ev).toBe("accepted");
+    const connId = (acc as { connId: number }).connId;
+    await a.waitBytes(connId, 20);
+    expect(order[0]).toBe("accepted");
+    expect(new TextDecoder().decode(a.received(connId))).toBe("sent before accepted");
+    a.send({ op: "send", id: connId, data: new TextEncoder().encode("back") });
+    await waitFor(() => peer.text() === "back", "the reply at the peer");
+    // Now at 2 again (listener + accepted): b's new connect is ELIMIT.
+    expect(await b.connect(2, "127.0.0.1", echo.port)).toMatchObject({ ev: "error", code: "ELIMIT" });
+    peer.socket.end();
     a.close();
     b.close();
   });

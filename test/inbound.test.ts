@@ -1,73 +1,15 @@
 // bind / listen / accepted end to end: the test dials the relay's listeners on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Socket } from "bun";
 import { SERVER_ID_BASE } from "../src/constants.ts";
 import { parsePolicy } from "../src/policy/load.ts";
 import type { Event } from "../src/protocol/messages.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, makePayload, sha256 } from "./helpers/targets.ts";
-import { waitFor, WaitTimeout } from "./helpers/wait.ts";
+import { dial, refused } from "./helpers/dial.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 type Accepted = Extract<Event, { ev: "accepted" }>;
-
-/** A plain TCP client socket of the test, recording what it receives. */
-interface Dialer {
-  socket: Socket<undefined>;
-  localPort: number;
-  got: Uint8Array[];
-  ended: boolean;
-  closed: boolean;
-  text(): string;
-}
-
-async function dial(port: number, hostname = "127.0.0.1"): Promise<Dialer> {
-  const d: Dialer = {
-    socket: null as never,
-    localPort: 0,
-    got: [],
-    ended: false,
-    closed: false,
-    text: () => new TextDecoder().decode(Buffer.concat(d.got)),
-  };
-  d.socket = await Bun.connect({
-    hostname,
-    port,
-    socket: {
-      data(_s, b) {
-        d.got.push(new Uint8Array(b));
-      },
-      end() {
-        d.ended = true;
-      },
-      close() {
-        d.closed = true;
-      },
-      error() {},
-    },
-  });
-  d.localPort = d.socket.localPort;
-  return d;
-}
-
-/** Resolves true if a connection to port is refused (or closed by the peer within 3 s). */
-async function refused(port: number): Promise<boolean> {
-  let d: Dialer;
-  try {
-    d = await dial(port);
-  } catch {
-    return true;
-  }
-  try {
-    await waitFor(() => d.closed, { what: `the peer on ${port} to close`, timeoutMs: 3000 });
-    return true;
-  } catch (e) {
-    if (e instanceof WaitTimeout) return false;
-    throw e;
-  } finally {
-    d.socket.end();
-  }
-}
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -25,6 +25,8 @@ export const PAUSE = {
   consumer: 4,
   /** The server is above its memory budget. */
   memory: 8,
+  /** An accepted connection waits for its max_connections_per_identity unit (not announced yet). */
+  admission: 16,
 } as const;
 
 export type StreamState = "connecting" | "open" | "closing" | "closed";

@@ -36,6 +36,11 @@ export class IdentityLimits {
 
   // ---- connections ----
 
+  /** The identity has a max_connections_per_identity: acquireConnection counts (and may wait). */
+  get countsConnections(): boolean {
+    return this.policy().limits.maxConnectionsPerIdentity > 0;
+  }
+
   /**
    * One unit of max_connections_per_identity, then `granted(lease)`; or `refused(why)`. No
    * counting and no wait when the identity has no such limit.

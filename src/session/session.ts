@@ -529,8 +529,6 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   }
 
   accept(listener: TcpListener, remoteAddr: string, remotePort: number): TcpStream | null {
-    // Inbound connections count toward max_connections (not per identity: Bun needs the answer
-    // at once, and a cluster-wide count cannot give it without a round trip).
     const refusal = this._closed ? "session closed" : this.roomProblem();
     if (refusal) {
       this.ctx.log.info("inbound refused", { session: this.sid, id: listener.id, reason: refusal });
@@ -539,11 +537,41 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     const addr = canonicalIp(remoteAddr) ?? remoteAddr;
     const id = this.ids.allocateServerId();
     const stream = new TcpStream(this, id, "inbound", { name: null, addr, port: remotePort, rule: `bind ${listener.id}` });
-    this.ids.set(id, stream);
     this.ctx.metrics.sockets.inbound++;
-    this.transport.send({ ev: "accepted", id: listener.id, connId: id, remote: formatHostPort(addr, remotePort) });
-    this.flowControl.opened(stream);
+    if (!this.identityLimits.countsConnections) {
+      this.ids.set(id, stream);
+      this.announce(listener, stream);
+      return stream;
+    }
+    // max_connections_per_identity may take a Redis round trip, and Bun wants the socket's fate
+    // now: take it, but keep it unread and unannounced (its id reserved) until the unit comes;
+    // reset it if the unit is refused or the id was given up meanwhile.
+    this.ids.reserve(id);
+    stream.hold(PAUSE.admission);
+    this.identityLimits.acquireConnection(
+      (lease) => {
+        if (!this.ids.unreserve(id) || this._closed || !stream.isOpen) {
+          lease.release();
+          return stream.finish("session closed before the connection was admitted");
+        }
+        this.identityLimits.hold(stream, lease);
+        this.ids.set(id, stream);
+        this.announce(listener, stream);
+        stream.release(PAUSE.admission);
+      },
+      (why) => {
+        this.ids.unreserve(id);
+        this.ctx.log.info("inbound refused", { session: this.sid, id: listener.id, reason: why });
+        stream.finish(`inbound refused: ${why}`);
+      },
+    );
     return stream;
+  }
+
+  private announce(listener: TcpListener, stream: TcpStream): void {
+    const t = stream.target;
+    this.transport.send({ ev: "accepted", id: listener.id, connId: stream.id, remote: formatHostPort(t.addr, t.port) });
+    this.flowControl.opened(stream);
   }
 
   // ---- resolve ----

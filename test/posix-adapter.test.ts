@@ -404,6 +404,40 @@ describe("TCP", () => {
     }
   });
 
+  test("SO_SNDTIMEO: a send blocked on window room gives up with EAGAIN, and its bytes never reach the target", async () => {
+    const c = await client();
+    const sink = sinkServer({ paused: true });
+    try {
+      const fd = await connected(c, sink.port);
+      await waitFor(() => sink.sockets.size === 1, "the sink to accept");
+      const chunk = makePayload(16 * 1024, 4);
+      let sent = 0;
+      for (;;) {
+        const r = await c.call(req.send(fd, chunk, MSG.DONTWAIT));
+        if (r.ret < 0) break;
+        sent += r.ret;
+        if (sent > 256 * 1024 * 1024) throw new Error("the window never filled");
+      }
+      expect((await c.call(req.setsockopt(fd, SOL_SOCKET, SO.SNDTIMEO, timeval(150)))).ret).toBe(0);
+      expect([...optionValue(await c.call(req.getsockopt(fd, SOL_SOCKET, SO.SNDTIMEO, 8)))]).toEqual([...timeval(150)]);
+      const started = performance.now();
+      const timed = await withTimeout(c.call(req.send(fd, makePayload(2 * WINDOW, 5))), "the send to time out", 10_000);
+      expect([timed.ret, timed.errno]).toEqual([-1, ERRNO.EAGAIN]);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+      // Once the sink reads, a send with the timeout completes whole; the one that gave up is not sent.
+      for (const s of sink.sockets) s.resume();
+      const last = te.encode("after the timeout");
+      const r = await withTimeout(c.call(req.send(fd, last)), "a send once the sink reads", 20_000);
+      expect([r.ret, r.errno]).toEqual([last.length, 0]);
+      // Had the given-up bytes gone out, they would come before `last` and the total would pass this.
+      expect(await waitForSteady(() => sink.received, { what: "the sink to stop receiving", quietMs: 300, timeoutMs: 20_000 })).toBe(sent + last.length);
+      expectAllAnswered(c);
+    } finally {
+      c.close();
+      sink.stop();
+    }
+  });
+
   test("shutdown(SHUT_WR) half-closes: the target sees FIN and the reply still arrives", async () => {
     const c = await client();
     const fd = await connected(c, echo.port);

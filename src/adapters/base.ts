@@ -158,6 +158,23 @@ export class UploadWindow {
     this.pump();
   }
 
+  /**
+   * Takes back up to `bytes` of the newest held bytes (not handed to the session yet): a send
+   * that gave up (SO_SNDTIMEO) must not go out later. Returns how many were taken back.
+   */
+  withdraw(bytes: number): number {
+    let taken = 0;
+    while (taken < bytes && this.held.length > 0) {
+      const tail = this.held[this.held.length - 1]!;
+      const n = Math.min(tail.length, bytes - taken);
+      if (n === tail.length) this.held.pop();
+      else this.held[this.held.length - 1] = tail.subarray(0, tail.length - n);
+      taken += n;
+    }
+    this._heldBytes -= taken;
+    return taken;
+  }
+
   /** The stream is gone: drop what waits. */
   clear(): void {
     this.held = [];

@@ -53,6 +53,8 @@ export interface SendWaiter {
   bytes: number;
   /** The call is done once this many bytes of the socket's stream have been handed to the session. */
   until: number;
+  /** SO_SNDTIMEO: when it fires, the call ends with what was handed on so far (or EAGAIN). */
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 /** A sendto() on a datagram socket whose session socket is still being opened. */
@@ -130,7 +132,8 @@ type OptionShape = "int" | "bool" | "timeval" | "linger";
 
 /**
  * The options setsockopt accepts and getsockopt reports back. They are recorded per socket;
- * only SO_RCVTIMEO changes what wasmnet does (recv, recvfrom and accept time out with EAGAIN).
+ * SO_RCVTIMEO (recv, recvfrom and accept time out with EAGAIN) and SO_SNDTIMEO (a send blocked
+ * on window room ends with the bytes handed on so far, or EAGAIN) change what wasmnet does.
  * wasmnet's own TCP sockets always run with TCP_NODELAY and its defaults otherwise.
  */
 const OPTIONS = new Map<string, OptionShape>([
@@ -218,6 +221,8 @@ export class PosixSocket {
   private readonly options = new Map<string, Uint8Array>();
   /** SO_RCVTIMEO in ms; 0: wait for ever. */
   rcvTimeoutMs = 0;
+  /** SO_SNDTIMEO in ms; 0: wait for ever. */
+  sndTimeoutMs = 0;
 
   constructor(
     fd: number | null,

@@ -59,7 +59,7 @@ import {
 } from "../protocol/posix.ts";
 import type { SessionContext } from "../session/context.ts";
 import { INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
-import { PosixSocket, optionBytes, optionShape, type AcceptWaiter, type Call, type Endpoint, type RecvWaiter } from "./posix-socket.ts";
+import { PosixSocket, optionBytes, optionShape, type AcceptWaiter, type Call, type Endpoint, type RecvWaiter, type SendWaiter } from "./posix-socket.ts";
 
 /** The first fd a program gets (0–2 are its own stdin, stdout, stderr). */
 const FIRST_FD = 3;
@@ -316,7 +316,10 @@ export class PosixAdapter extends WsAdapter {
       clearTimeout(w.timer);
       if (answer) this.fail(w.call, ERRNO.EINVAL);
     }
-    for (const w of s.sendWaiters.splice(0)) if (answer) this.fail(w.call, ERRNO.EPIPE);
+    for (const w of s.sendWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      if (answer) this.fail(w.call, ERRNO.EPIPE);
+    }
     for (const p of s.pendingDatagrams.splice(0)) if (answer) this.fail(p.call, ERRNO.EPIPE);
     if (s.op?.call && answer) this.fail(s.op.call, ERRNO.ECONNABORTED);
     s.op = null;
@@ -537,7 +540,25 @@ export class PosixAdapter extends WsAdapter {
     up.offer(data);
     if (s.sid === null) return this.fail(call, s.soError || ERRNO.EPIPE); // the stream ended while it was handed on
     if (s.forwarded >= until) return this.ok(call, data.length);
-    s.sendWaiters.push({ call, bytes: data.length, until });
+    const w: SendWaiter = { call, bytes: data.length, until };
+    if (s.sndTimeoutMs > 0) w.timer = setTimeout(() => this.sendTimedOut(s, w), s.sndTimeoutMs);
+    s.sendWaiters.push(w);
+    this.noteHeld(s);
+  }
+
+  /**
+   * SO_SNDTIMEO ran out on a blocked send: as on Linux, it returns what went out so far, or
+   * EAGAIN if nothing did, and the rest is taken back. Only the newest send can give its bytes
+   * back (an older one has later bytes queued behind it); an older one completes as usual.
+   */
+  private sendTimedOut(s: PosixSocket, w: SendWaiter): void {
+    if (s.sendWaiters[s.sendWaiters.length - 1] !== w || !s.upload) return;
+    s.sendWaiters.pop();
+    const taken = s.upload.withdraw(w.until - s.forwarded);
+    s.offered -= taken;
+    const sent = w.bytes - taken;
+    if (sent > 0) this.ok(w.call, sent);
+    else this.fail(w.call, ERRNO.EAGAIN);
     this.noteHeld(s);
   }
 
@@ -546,6 +567,7 @@ export class PosixAdapter extends WsAdapter {
     s.upload.credited(bytes);
     while (s.sendWaiters.length > 0 && s.sendWaiters[0]!.until <= s.forwarded) {
       const w = s.sendWaiters.shift()!;
+      clearTimeout(w.timer);
       this.ok(w.call, w.bytes);
     }
     if (s.finPending && s.upload.heldBytes === 0) {
@@ -803,6 +825,7 @@ export class PosixAdapter extends WsAdapter {
       const ms = readOptionTimeval(value);
       if (ms === null) return this.fail(call, ERRNO.EINVAL);
       if (level === SOL_SOCKET && name === SO.RCVTIMEO) s.rcvTimeoutMs = ms;
+      if (level === SOL_SOCKET && name === SO.SNDTIMEO) s.sndTimeoutMs = ms;
     }
     s.setOption(level, name, stored);
     this.ok(call);
@@ -919,7 +942,10 @@ export class PosixAdapter extends WsAdapter {
   private dropUpload(s: PosixSocket, errno: number): void {
     s.upload?.clear();
     s.finPending = false;
-    for (const w of s.sendWaiters.splice(0)) this.fail(w.call, errno);
+    for (const w of s.sendWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      this.fail(w.call, errno);
+    }
     this.noteHeld(s);
   }
 

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createToken } from "../src/auth/issue.ts";
 import { TestClient } from "./helpers/client.ts";
 import { needing } from "./helpers/components.ts";
-import { dial, refused } from "./helpers/dial.ts";
+import { dialAccepted, refused } from "./helpers/dial.ts";
 import { startRedis, type RedisProcess } from "./helpers/redis-server.ts";
 import { spawnServer, type Child } from "./helpers/spawn.ts";
 import { echoServer } from "./helpers/targets.ts";
@@ -121,16 +121,7 @@ describe("two instances sharing Redis", () => {
     expect(s1.events.filter((e) => e.ev === "accepted")).toEqual([]);
     s2.send({ op: "close", id: 1 });
     expect((await s2.next(1)).ev).toBe("closed");
-    const order: string[] = []; // accepted must come before any of its data
-    s1.onEvent = (e) => void ((e.ev === "accepted" || e.ev === "data") && order.push(e.ev));
-    const peer = await dial(port);
-    peer.socket.write("early bytes");
-    const acc = await s1.next(1);
-    expect(acc.ev).toBe("accepted");
-    const connId = (acc as { connId: number }).connId;
-    await s1.waitBytes(connId, 11);
-    expect(order[0]).toBe("accepted");
-    expect(new TextDecoder().decode(s1.received(connId))).toBe("early bytes");
+    const { peer } = await dialAccepted(s1, 1, port, "early bytes");
     expect(await s2.connect(2, "127.0.0.1", echo.port)).toMatchObject({ ev: "error", code: "ELIMIT" });
     peer.socket.end();
   });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { createToken } from "../src/auth/issue.ts";
 import { createLogger } from "../src/log.ts";
 import { TestClient } from "./helpers/client.ts";
-import { dial, refused } from "./helpers/dial.ts";
+import { dialAccepted, refused } from "./helpers/dial.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, sourceServer } from "./helpers/targets.ts";
 import { waitFor, waitForSteady } from "./helpers/wait.ts";
@@ -165,16 +165,7 @@ describe("per-identity limits hold across sessions", () => {
     // b gives its unit back: the next inbound connection is accepted, and what its peer sent at once arrives.
     b.send({ op: "close", id: 1 });
     expect((await b.next(1)).ev).toBe("closed");
-    const order: string[] = []; // accepted must come before any of its data
-    a.onEvent = (e) => void ((e.ev === "accepted" || e.ev === "data") && order.push(e.ev));
-    const peer = await dial(port);
-    peer.socket.write("sent before accepted");
-    const acc = await a.next(1);
-    expect(acc.ev).toBe("accepted");
-    const connId = (acc as { connId: number }).connId;
-    await a.waitBytes(connId, 20);
-    expect(order[0]).toBe("accepted");
-    expect(new TextDecoder().decode(a.received(connId))).toBe("sent before accepted");
+    const { peer, connId } = await dialAccepted(a, 1, port, "sent before accepted");
     a.send({ op: "send", id: connId, data: new TextEncoder().encode("back") });
     await waitFor(() => peer.text() === "back", "the reply at the peer");
     // Now at 2 again (listener + accepted): b's new connect is ELIMIT.

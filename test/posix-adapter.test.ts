@@ -122,6 +122,26 @@ async function recvAll(c: PosixClient, fd: number, n: number): Promise<Uint8Arra
 }
 
 /** A TCP server that accepts and keeps its sockets, saying nothing until told. */
+/**
+ * Fills everything between `fd` and a paused sink (kernel buffers, then the window) with
+ * MSG_DONTWAIT sends until EAGAIN; returns the bytes sent.
+ */
+async function fillToPausedSink(c: PosixClient, fd: number, sink: ReturnType<typeof sinkServer>): Promise<number> {
+  await waitFor(() => sink.sockets.size === 1, "the sink to accept");
+  const chunk = makePayload(16 * 1024, 3);
+  let sent = 0;
+  for (;;) {
+    const r = await c.call(req.send(fd, chunk, MSG.DONTWAIT));
+    if (r.ret < 0) {
+      expect(r.errno).toBe(ERRNO.EAGAIN);
+      return sent;
+    }
+    expect(r.ret).toBeGreaterThan(0);
+    sent += r.ret;
+    if (sent > 256 * 1024 * 1024) throw new Error("the window never filled");
+  }
+}
+
 function quietServer() {
   const sockets: Socket<undefined>[] = [];
   const received: Uint8Array[] = [];
@@ -371,20 +391,7 @@ describe("TCP", () => {
     const sink = sinkServer({ paused: true });
     try {
       const fd = await connected(c, sink.port);
-      await waitFor(() => sink.sockets.size === 1, "the sink to accept");
-      // Fill everything between us and the paused sink (kernel buffers, then the window).
-      const chunk = makePayload(16 * 1024, 3);
-      let sent = 0;
-      for (;;) {
-        const r = await c.call(req.send(fd, chunk, MSG.DONTWAIT));
-        if (r.ret < 0) {
-          expect(r.errno).toBe(ERRNO.EAGAIN);
-          break;
-        }
-        expect(r.ret).toBeGreaterThan(0);
-        sent += r.ret;
-        if (sent > 256 * 1024 * 1024) throw new Error("the window never filled");
-      }
+      const sent = await fillToPausedSink(c, fd, sink);
       // A blocking send now waits: nothing answers it while the sink reads nothing.
       const big = makePayload(3 * WINDOW, 9);
       const blocked = c.issue(req.send(fd, big));
@@ -409,15 +416,7 @@ describe("TCP", () => {
     const sink = sinkServer({ paused: true });
     try {
       const fd = await connected(c, sink.port);
-      await waitFor(() => sink.sockets.size === 1, "the sink to accept");
-      const chunk = makePayload(16 * 1024, 4);
-      let sent = 0;
-      for (;;) {
-        const r = await c.call(req.send(fd, chunk, MSG.DONTWAIT));
-        if (r.ret < 0) break;
-        sent += r.ret;
-        if (sent > 256 * 1024 * 1024) throw new Error("the window never filled");
-      }
+      const sent = await fillToPausedSink(c, fd, sink);
       expect((await c.call(req.setsockopt(fd, SOL_SOCKET, SO.SNDTIMEO, timeval(150)))).ret).toBe(0);
       expect([...optionValue(await c.call(req.getsockopt(fd, SOL_SOCKET, SO.SNDTIMEO, 8)))]).toEqual([...timeval(150)]);
       const started = performance.now();

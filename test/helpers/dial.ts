@@ -1,5 +1,6 @@
 // A plain TCP client of the test's own, for dialling the relay's listeners (bind/accepted).
 import type { Socket } from "bun";
+import type { TestClient } from "./client.ts";
 import { waitFor, WaitTimeout } from "./wait.ts";
 
 /** A plain TCP client socket of the test, recording what it receives. */
@@ -60,3 +61,30 @@ export async function refused(port: number): Promise<boolean> {
   }
 }
 
+
+/**
+ * Dials listener `listenerId` of client `c` on `port` and writes `early` at once. Resolves, once
+ * `c` holds those bytes, with the peer and the accepted connection's id; throws if `c` heard any
+ * data before `accepted`.
+ */
+export async function dialAccepted(c: TestClient, listenerId: number, port: number, early: string): Promise<{ peer: Dialer; connId: number }> {
+  const order: string[] = [];
+  const before = c.onEvent;
+  c.onEvent = (e) => {
+    if (e.ev === "accepted" || e.ev === "data") order.push(e.ev);
+    before?.(e);
+  };
+  try {
+    const peer = await dial(port);
+    peer.socket.write(early);
+    const acc = await c.next(listenerId);
+    if (acc.ev !== "accepted") throw new Error(`expected accepted on ${listenerId}, got ${JSON.stringify(acc)}`);
+    await c.waitBytes(acc.connId, early.length);
+    if (order[0] !== "accepted") throw new Error(`data arrived before accepted: ${order.join(", ")}`);
+    const got = new TextDecoder().decode(c.received(acc.connId));
+    if (got !== early) throw new Error(`the accepted connection carried ${JSON.stringify(got)}, not ${JSON.stringify(early)}`);
+    return { peer, connId: acc.connId };
+  } finally {
+    c.onEvent = before;
+  }
+}

@@ -93,17 +93,21 @@ interface Placed {
  */
 async function sessionsOnEveryWorker(srv: Child, pids: number[], max = 40): Promise<Placed[]> {
   const placed: Placed[] = [];
-  const before = logged(srv, "session open").length;
   while (!pids.every((p) => placed.some((s) => s.pid === p))) {
     if (placed.length >= max) throw new Error(`${max} sessions all landed on ${[...new Set(placed.map((s) => s.pid))]}`);
-    const client = await TestClient.open(srv.wsUrl);
-    expect((await client.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
-    await echoes(client, `session ${placed.length}`);
-    const n = before + placed.length + 1;
-    await waitFor(() => logged(srv, "session open").length >= n, { what: `"session open" line ${n}`, detail: srv.logs });
-    placed.push({ client, pid: logged(srv, "session open")[n - 1]!.pid as number });
+    placed.push(await placeSession(srv, `session ${placed.length}`));
   }
   return placed;
+}
+
+/** Opens one session with a stream to the echo target (checked), and says which worker it landed on. */
+async function placeSession(srv: Child, text: string): Promise<Placed> {
+  const n = logged(srv, "session open").length + 1;
+  const client = await TestClient.open(srv.wsUrl);
+  expect((await client.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
+  await echoes(client, text);
+  await waitFor(() => logged(srv, "session open").length >= n, { what: `"session open" line ${n}`, detail: srv.logs });
+  return { client, pid: logged(srv, "session open")[n - 1]!.pid as number };
 }
 
 // ---- which worker accepted a connection, from /proc -------------------------------------------
@@ -317,6 +321,62 @@ describe("--workers 2", () => {
     );
     expect(await srv.stop("SIGTERM")).toBe(0);
     expect(gone(survivor) && gone(fresh)).toBe(true);
+  });
+
+  test("without Redis the supervisor counts for both workers: per-IP and per-identity caps hold across them; a killed worker's units come back", async () => {
+    const srv = await startCluster(["--workers", "2", "--policy", policyFile("[limits]\nmax_sessions_per_ip = 4\nmax_connections_per_identity = 5\n")]);
+    const pids = workerPids(srv);
+    const placed: Placed[] = [];
+    for (let i = 0; i < 4; i++) placed.push(await placeSession(srv, `session ${i}`)); // 4 sessions, 4 connections
+    console.log(`4 sessions placed: ${pids.map((p) => placed.filter((s) => s.pid === p).length).join(" + ")} on the two workers`);
+    // Every worker refuses the fifth session, whichever of them holds the four.
+    for (const [pid, r] of await askEveryWorker(srv.port, "/", pids)) expect({ pid, status: r.status, body: r.body.trim() }).toEqual({ pid, status: 429, body: "max_sessions_per_ip (4) reached for 127.0.0.1" });
+    // The fifth connection of the identity (anonymous: the IP) opens; a sixth is ELIMIT wherever it is asked.
+    expect((await placed[0]!.client.connect(2, "127.0.0.1", echo.port)).ev).toBe("connected");
+    for (const s of placed.slice(1)) {
+      const e = await s.client.connect(2, "127.0.0.1", echo.port);
+      expect(e).toMatchObject({ ev: "error", code: "ELIMIT" });
+      expect(e.ev === "error" && e.msg).toContain("max_connections_per_identity (5)");
+    }
+    // kill -9 of the worker holding the first session: its units come back with its exit.
+    const victim = placed[0]!.pid;
+    const lost = placed.filter((s) => s.pid === victim);
+    const codes = lost.map((s) => closeCode(s.client));
+    process.kill(victim, "SIGKILL");
+    for (const code of codes) expect(await code).toBe(1006);
+    await waitFor(() => logged(srv, "worker listening").some((l) => !pids.includes(l.pid as number)), { what: "a restarted worker listening", detail: srv.logs });
+    const live = [...pids.filter((p) => p !== victim), logged(srv, "worker listening").find((l) => !pids.includes(l.pid as number))!.pid as number];
+    // Exactly the lost sessions' places are free again: that many more open, then both refuse.
+    const more: Placed[] = [];
+    for (let i = 0; i < lost.length; i++) more.push(await placeSession(srv, `again ${i}`));
+    for (const [pid, r] of await askEveryWorker(srv.port, "/", live)) expect({ pid, status: r.status }).toEqual({ pid, status: 429 });
+    for (const s of [...placed, ...more]) s.client.close();
+    expect(await srv.stop("SIGTERM")).toBe(0);
+  });
+
+  test("without Redis max_bytes_per_day is one total for both workers: bytes spent on one close the other's opens", async () => {
+    const srv = await startCluster(["--workers", "2", "--policy", policyFile("[limits]\nmax_bytes_per_day = 200000\n")]);
+    const pids = workerPids(srv);
+    const placed = await sessionsOnEveryWorker(srv, pids);
+    const spender = placed[0]!;
+    const other = placed.find((s) => s.pid !== spender.pid)!;
+    // The spender's worker sees its own bytes at once: 2 × 60 KB each way ends its stream.
+    for (let i = 0; i < 2; i++) spender.client.send({ op: "send", id: 1, data: new Uint8Array(60_000) });
+    const ended = await spender.client.next(1);
+    expect(ended).toMatchObject({ ev: "error", code: "ELIMIT" });
+    expect(ended.ev === "error" && ended.msg).toContain("daily quota");
+    // The other worker learns the total from the supervisor (flushed every second): its opens are then refused too.
+    let id = 10;
+    await waitFor(
+      async () => {
+        const e = await other.client.connect(++id, "127.0.0.1", echo.port);
+        if (e.ev === "connected") other.client.send({ op: "close", id });
+        return e.ev === "error" && e.code === "ELIMIT" && e.msg.includes("daily quota");
+      },
+      { what: "the other worker to refuse opens once the identity's day is spent", timeoutMs: 10_000, detail: srv.logs },
+    );
+    for (const s of placed) s.client.close();
+    expect(await srv.stop("SIGTERM")).toBe(0);
   });
 
   test("SIGTERM: every worker drains (/healthz 503 on each, open sessions keep working); a second SIGTERM ends it at once with 1001", async () => {

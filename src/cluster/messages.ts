@@ -1,6 +1,10 @@
 // What the supervisor and its workers say to each other over the IPC channel Bun opens between
 // a parent and a child it spawned (JSON-serialised: plain data only).
+import type { LimitSpec } from "../limits/counters.ts";
 import type { Series } from "../session/metrics.ts";
+
+/** An acquire's answer as it crosses the channel: the lease is a number the supervisor keeps. */
+export type SharedAcquired = { ok: true; lease: number } | { ok: false; key: string; max: number };
 
 /** Worker → supervisor. */
 export type WorkerMessage =
@@ -10,7 +14,12 @@ export type WorkerMessage =
   /** A /metrics request: send me the other workers' series (answered with `peers`, same `q`); `own` is what this worker shows. */
   | { t: "peers?"; q: number; own: Series[] }
   /** The answer to `series?`. */
-  | { t: "series"; q: number; series: Series[] };
+  | { t: "series"; q: number; series: Series[] }
+  /** Take a unit of every spec (workers without Redis count in the supervisor): answered with `acquired`. */
+  | { t: "acquire"; q: number; specs: LimitSpec[] }
+  | { t: "release"; lease: number }
+  /** Bytes moved since the last flush, per key (0: only asking): answered with `totals`. */
+  | { t: "bytes"; f: number; adds: [string, number][] };
 
 /** Supervisor → worker. */
 export type SupervisorMessage =
@@ -25,10 +34,13 @@ export type SupervisorMessage =
   /** Read the policy and key files again (SIGHUP to the supervisor). */
   | { t: "reload" }
   /** Start-up failed elsewhere: close everything now and exit. */
-  | { t: "stop" };
+  | { t: "stop" }
+  | { t: "acquired"; q: number; result: SharedAcquired }
+  /** The day's totals of the keys of flush `f`. */
+  | { t: "totals"; f: number; totals: [string, number][] };
 
-const WORKER_TYPES = new Set(["listening", "fatal", "peers?", "series"]);
-const SUPERVISOR_TYPES = new Set(["peers", "series?", "cluster", "drain", "drain-now", "reload", "stop"]);
+const WORKER_TYPES = new Set(["listening", "fatal", "peers?", "series", "acquire", "release", "bytes"]);
+const SUPERVISOR_TYPES = new Set(["peers", "series?", "cluster", "drain", "drain-now", "reload", "stop", "acquired", "totals"]);
 
 const typed = (m: unknown): m is { t: string } => typeof m === "object" && m !== null && typeof (m as { t?: unknown }).t === "string";
 

@@ -9,9 +9,10 @@ import type { PolicyConfig } from "../policy/load.ts";
 import { resolvePolicy, type ServerOptions } from "../server/options.ts";
 import { RestartBackoff } from "./backoff.ts";
 import { pickFreePort } from "./free-port.ts";
-import { isWorkerMessage, type SupervisorMessage, type WorkerMessage } from "./messages.ts";
+import { isWorkerMessage, type SharedAcquired, type SupervisorMessage, type WorkerMessage } from "./messages.ts";
 import { RetiredCounters, SeriesGatherer } from "./peer-series.ts";
 import { encodeRole, selfCommand, WORKER_ENV, workerCount } from "./role.ts";
+import { CounterBook } from "./shared-counters.ts";
 
 /** Past drain_secs and the server's own grace for closing, a worker still running is killed. */
 const EXIT_MARGIN_MS = SHUTDOWN_GRACE_MS + 2000;
@@ -48,10 +49,6 @@ export async function supervise(options: ServerOptions, count: number, fail: (ms
   } catch (e) {
     fail(e instanceof Error ? e.message : String(e));
   }
-  const { limits } = policy;
-  const counted = limits.maxSessions + limits.maxSessionsPerIp + limits.maxSessionsPerIdentity + limits.maxConnectionsPerIdentity + limits.maxBytesPerDay > 0;
-  if (policy.cluster.redis === null && counted)
-    log.warn("workers without [cluster] redis count the session, per-IP and per-identity limits each on their own: a client can get up to N times a limit", { workers: count });
   new Supervisor(options, log, policy, count, hostname, port, fail).start();
 }
 
@@ -61,6 +58,8 @@ class Supervisor {
   private readonly restartTimers = new Set<ReturnType<typeof setTimeout>>();
   private readonly gatherer = new SeriesGatherer();
   private readonly retired = new RetiredCounters();
+  /** Without Redis the workers count here (with it, this stays empty). */
+  private readonly book = new CounterBook();
   private phase: "starting" | "serving" | "stopping" | "failed" = "starting";
   private restarts = 0;
   private signals = 0;
@@ -161,6 +160,20 @@ class Supervisor {
         this.retired.saw(w.pid, msg.series); // even late: remembering more than was shown is safe
         this.gatherer.answer(w.pid, msg.q, msg.series);
         return;
+      case "acquire": {
+        let result: SharedAcquired;
+        try {
+          result = this.book.acquire(w.pid, msg.specs);
+        } catch (e) {
+          this.log.error("a worker asked for malformed limits", { pid: w.pid, error: String(e) });
+          result = { ok: false, key: "invalid", max: 0 };
+        }
+        return this.send(w, { t: "acquired", q: msg.q, result });
+      }
+      case "release":
+        return this.book.release(w.pid, msg.lease);
+      case "bytes":
+        return this.send(w, { t: "totals", f: msg.f, totals: this.book.addBytes(msg.adds) });
     }
   }
 
@@ -172,6 +185,7 @@ class Supervisor {
 
   private exited(w: Worker, code: number | null, signal: number | null | string): void {
     w.exited = true;
+    this.book.gone(w.pid); // its sessions and connections are gone with it
     this.gatherer.gone(w.pid);
     this.retired.died(w.pid);
     const how = { slot: w.slot, pid: w.pid, code, signal };

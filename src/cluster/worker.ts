@@ -9,6 +9,7 @@ import { createServer, type WasmnetServer } from "../server/server.ts";
 import type { Series } from "../session/metrics.ts";
 import { clusterSeries, isSupervisorMessage, type WorkerMessage } from "./messages.ts";
 import { PEER_WAIT_MS } from "./peer-series.ts";
+import { SupervisorCounters } from "./shared-counters.ts";
 import type { WorkerRole } from "./role.ts";
 import { workerLogger } from "./worker-log.ts";
 
@@ -21,6 +22,13 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
   let cluster = { workers: 0, restarts: 0 };
   const peers = new PeerQuestions(send, log);
   let server: WasmnetServer | null = null;
+  // Without Redis, the supervisor counts the limits for every worker (made only if the policy names no Redis).
+  let counters: SupervisorCounters | null = null;
+  const sendNow = (m: WorkerMessage): boolean => {
+    if (!process.connected) return false;
+    process.send!(m);
+    return true;
+  };
   let down: "no" | "draining" | "now" = "no";
 
   const drain = async (why: string) => {
@@ -54,6 +62,10 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
         return void drain("the supervisor was signalled");
       case "drain-now":
         return drainNow();
+      case "acquired":
+        return counters?.answered(m.q, m.result);
+      case "totals":
+        return counters?.totalsAnswered(m.f, m.totals);
       case "reload":
         if (server) void server.handler.reload();
         return;
@@ -83,6 +95,7 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
       memoryShare: 1 / role.count,
       peerMetrics: (own) => peers.ask(own),
       extraMetrics: () => clusterSeries(cluster),
+      sharedCounters: () => (counters = new SupervisorCounters(sendNow)),
     });
     await server.listen();
   } catch (e) {

@@ -22,7 +22,8 @@ export type Acquired =
 export const UNAVAILABLE_KEY = "redis";
 
 export interface CountersState {
-  backend: "local" | "redis";
+  /** Where the counting happens: this process, Redis, or (workers without Redis) the supervisor. */
+  backend: "local" | "redis" | "supervisor";
   /** Redis answers (always false for the local backend). */
   redisUp: boolean;
   /** Redis calls that failed or timed out (health probes during an outage not included). */

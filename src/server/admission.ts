@@ -81,7 +81,7 @@ export class Admission {
     ];
     const got = await counters.acquire(specs);
     if (!got.ok) {
-      if (got.reason === "unavailable") return no(503, "cluster limits are unavailable (Redis does not answer); try again later");
+      if (got.reason === "unavailable") return no(503, `cluster limits are unavailable (${counters.state.backend === "redis" ? "Redis" : "the supervisor"} does not answer); try again later`);
       if (got.key === "sessions") return no(503, `max_sessions (${got.max}) reached`);
       if (got.key.startsWith("ip:")) return no(429, `max_sessions_per_ip (${got.max}) reached for ${remote}`);
       return no(429, `max_sessions_per_identity (${got.max}) reached for ${identity.name ?? remote}`);

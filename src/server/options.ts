@@ -59,6 +59,11 @@ export interface WasmnetOptions {
   peerMetrics?: (own: Series[]) => Promise<Series[][]>;
   /** Extra series this process reports (the supervisor's worker counts). */
   extraMetrics?: () => Series[];
+  /**
+   * The counters to use when the policy names no Redis, instead of this process's own (a
+   * worker's: the supervisor counts for every worker, so limits hold for the whole server).
+   */
+  sharedCounters?: () => Counters;
 }
 
 export interface ServerOptions extends WasmnetOptions {
@@ -99,10 +104,10 @@ function readCaFiles(files: (string | null | undefined)[]): string[] {
   return pems;
 }
 
-/** This process's counters: in Redis when [cluster] redis is set, else in memory. */
-function makeCounters(policy: PolicyConfig, log: Logger): Counters {
+/** This process's counters: in Redis when [cluster] redis is set, else shared ones or its own. */
+function makeCounters(policy: PolicyConfig, log: Logger, shared: (() => Counters) | undefined): Counters {
   const { redis, leaseSecs, onRedisError } = policy.cluster;
-  if (redis === null) return new LocalCounters();
+  if (redis === null) return shared?.() ?? new LocalCounters();
   return new RedisCounters({ url: redis, leaseSecs, onRedisError, logger: log });
 }
 
@@ -121,7 +126,7 @@ export function buildContext(o: WasmnetOptions): SessionContext & { policies: Po
   const high = o.highWatermark ?? WS_HIGH_WATERMARK;
   const ctx: SessionContext & { policies: PolicyStore } = {
     policies,
-    counters: makeCounters(policy, log),
+    counters: makeCounters(policy, log, o.sharedCounters),
     buckets: new SharedBuckets(),
     memory: new MemoryWatch(policy.limits.maxMemoryMb * 1024 * 1024 * (o.memoryShare ?? 1)),
     resolver: o.resolver ?? systemResolver,

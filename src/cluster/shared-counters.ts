@@ -1,0 +1,232 @@
+// Counting for worker processes without Redis: the supervisor keeps the one set of counters and
+// every worker takes and gives back its units over IPC, so max_sessions, max_sessions_per_ip and
+// the per-identity limits hold for the whole server instead of once per worker. A worker that
+// dies gives back everything it held: the supervisor knows which worker holds which lease.
+// With [cluster] redis set the workers count in Redis instead (docs/cluster-limits.md).
+import { EMPTY_LEASE, isByteCount, limitedSpecs, type Acquired, type Counters, type CountersState, type Lease, type LimitSpec } from "../limits/counters.ts";
+import { LocalCounters, type LocalCountersOptions } from "../limits/local-counters.ts";
+import { DAY_MS, utcDayStart } from "../limits/utc-day.ts";
+import type { SharedAcquired, WorkerMessage } from "./messages.ts";
+
+/** The supervisor's side: the counters, and which worker holds which lease. */
+export class CounterBook {
+  private readonly counters: LocalCounters;
+  private readonly leases = new Map<number, { pid: number; lease: Lease }>();
+  private nextLease = 0;
+
+  constructor(options: LocalCountersOptions = {}) {
+    this.counters = new LocalCounters(options);
+  }
+
+  /** Worker `pid` takes one unit of every spec, or none. */
+  acquire(pid: number, specs: LimitSpec[]): SharedAcquired {
+    const got = this.counters.tryAcquire(specs);
+    if (!got.ok) return { ok: false, key: got.key, max: got.max };
+    const id = ++this.nextLease;
+    this.leases.set(id, { pid, lease: got.lease });
+    return { ok: true, lease: id };
+  }
+
+  /** Worker `pid` gives lease `id` back (another worker's lease is not its to give). */
+  release(pid: number, id: number): void {
+    const held = this.leases.get(id);
+    if (!held || held.pid !== pid) return;
+    this.leases.delete(id);
+    held.lease.release();
+  }
+
+  /** Worker `pid` is gone: every unit it held comes back. */
+  gone(pid: number): void {
+    for (const [id, held] of this.leases) {
+      if (held.pid !== pid) continue;
+      this.leases.delete(id);
+      held.lease.release();
+    }
+  }
+
+  /** Adds each key's bytes (0 just asks) and answers the day's totals of those keys. */
+  addBytes(adds: [string, number][]): [string, number][] {
+    return adds.map(([key, n]) => {
+      this.counters.addBytes(key, n);
+      return [key, this.counters.bytesToday(key)];
+    });
+  }
+
+  /** Units held on `key` (for tests and the log). */
+  count(key: string): number {
+    return this.counters.count(key);
+  }
+
+  /** Leases held, by all workers. */
+  get size(): number {
+    return this.leases.size;
+  }
+}
+
+export interface SupervisorCountersOptions {
+  /** An acquire the supervisor has not answered by then is refused as unavailable. Default 1000. */
+  timeoutMs?: number;
+  /** How often byte counts go to the supervisor (and totals come back). Default 1000. */
+  flushMs?: number;
+  /** A key's total is still fetched this long after it was last used. Default 60 000. */
+  watchMs?: number;
+  now?: () => number;
+}
+
+interface ByteTotal {
+  /** The server's total as the supervisor last answered it. */
+  known: number;
+  /** Sent, and not answered yet. */
+  inflight: number;
+  /** Added here since the last flush. */
+  pending: number;
+  /** Last addBytes or bytesToday. */
+  touched: number;
+}
+
+/** A worker's side: Counters whose counting happens in the supervisor. */
+export class SupervisorCounters implements Counters {
+  private readonly timeoutMs: number;
+  private readonly watchMs: number;
+  private readonly now: () => number;
+  private nextQuestion = 0;
+  private readonly asked = new Map<number, { answer: (a: SharedAcquired | null) => void }>();
+  private totals = new Map<string, ByteTotal>();
+  private dayEnd = 0;
+  /** Sent byte counts waiting for their totals, by flush number. */
+  private readonly flushes = new Map<number, [string, number][]>();
+  private nextFlush = 0;
+  private readonly flushTimer: ReturnType<typeof setInterval>;
+  private fallbacks = 0;
+  private closed = false;
+
+  constructor(
+    /** Sends to the supervisor; false when the channel is closed. */
+    private readonly send: (m: WorkerMessage) => boolean,
+    options: SupervisorCountersOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 1000;
+    this.watchMs = options.watchMs ?? 60_000;
+    this.now = options.now ?? Date.now;
+    this.flushTimer = setInterval(() => this.flush(), options.flushMs ?? 1000);
+    this.flushTimer.unref();
+  }
+
+  get state(): CountersState {
+    return { backend: "supervisor", redisUp: false, errors: 0, fallbacks: this.fallbacks };
+  }
+
+  acquire(specs: LimitSpec[]): Promise<Acquired> {
+    const limited = limitedSpecs(specs);
+    if (limited.length === 0) return Promise.resolve({ ok: true, lease: EMPTY_LEASE });
+    const q = ++this.nextQuestion;
+    return new Promise((resolve) => {
+      const unavailable = () => {
+        this.fallbacks++;
+        resolve({ ok: false, key: limited[0]!.key, max: limited[0]!.max, reason: "unavailable" });
+      };
+      // A supervisor that does not answer must not hold a session open: refuse (limits that
+      // cannot be counted are not waived), and give back a grant that comes too late.
+      const timer = setTimeout(() => {
+        this.asked.set(q, { answer: (late) => void (late?.ok && this.send({ t: "release", lease: late.lease })) });
+        unavailable();
+      }, this.timeoutMs);
+      this.asked.set(q, {
+        answer: (a) => {
+          clearTimeout(timer);
+          if (a === null) return unavailable();
+          resolve(a.ok ? { ok: true, lease: this.lease(a.lease) } : { ok: false, key: a.key, max: a.max, reason: "limit" });
+        },
+      });
+      if (this.closed || !this.send({ t: "acquire", q, specs: limited })) this.answered(q, null);
+    });
+  }
+
+  /** The supervisor's answer to acquire `q` (null: it will never come). */
+  answered(q: number, a: SharedAcquired | null): void {
+    const waiting = this.asked.get(q);
+    this.asked.delete(q);
+    waiting?.answer(a);
+  }
+
+  private lease(id: number): Lease {
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.send({ t: "release", lease: id });
+      },
+    };
+  }
+
+  // ---- bytes ----
+
+  addBytes(key: string, n: number): void {
+    if (!isByteCount(n)) return;
+    const t = this.total(key);
+    t.pending += n;
+  }
+
+  bytesToday(key: string): number {
+    const t = this.total(key);
+    return t.known + t.inflight + t.pending;
+  }
+
+  private total(key: string): ByteTotal {
+    const now = this.now();
+    // The supervisor starts its day at the same UTC midnight; a new day forgets the old totals.
+    if (now >= this.dayEnd || now < this.dayEnd - DAY_MS) {
+      this.totals = new Map();
+      this.dayEnd = utcDayStart(now) + DAY_MS;
+    }
+    let t = this.totals.get(key);
+    if (!t) this.totals.set(key, (t = { known: 0, inflight: 0, pending: 0, touched: now }));
+    t.touched = now;
+    return t;
+  }
+
+  /** Sends what was added since the last flush, and asks the totals of every key in use. */
+  flush(): void {
+    if (this.closed) return;
+    const now = this.now();
+    const adds: [string, number][] = [];
+    for (const [key, t] of this.totals) {
+      if (t.pending > 0 || now - t.touched < this.watchMs) adds.push([key, t.pending]);
+      else if (t.inflight === 0) this.totals.delete(key);
+    }
+    if (adds.length === 0) return;
+    const f = ++this.nextFlush;
+    if (!this.send({ t: "bytes", f, adds })) return; // kept as pending: sent with the next flush
+    for (const [key, n] of adds) {
+      const t = this.totals.get(key)!;
+      t.pending -= n;
+      t.inflight += n;
+    }
+    this.flushes.set(f, adds);
+  }
+
+  /** The supervisor's totals for flush `f`. */
+  totalsAnswered(f: number, totals: [string, number][]): void {
+    const sent = this.flushes.get(f);
+    this.flushes.delete(f);
+    if (!sent) return;
+    const known = new Map(totals);
+    for (const [key, n] of sent) {
+      const t = this.totals.get(key);
+      if (!t) continue; // a new day began meanwhile
+      t.inflight -= n;
+      const total = known.get(key);
+      // The total includes this flush, not the later ones still on their way (kept in inflight).
+      if (total !== undefined) t.known = total;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    clearInterval(this.flushTimer);
+    for (const q of [...this.asked.keys()]) this.answered(q, null);
+  }
+}

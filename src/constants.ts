@@ -31,3 +31,10 @@ export const WS_IDLE_TIMEOUT_SECS = 120;
 export const MAX_LOOKUPS_IN_FLIGHT = 32;
 /** Per session: resolved address → name pairs remembered for later connects to the address. */
 export const MAX_RESOLVED_NAMES = 1024;
+/**
+ * Plain GET admission checks (how the browser client learns why a handshake was refused) per
+ * client address: each costs a counters round trip (Redis, or the supervisor), so a flood of
+ * them is answered 429 without one. The client sends one per failed WebSocket.
+ */
+export const ADMISSION_CHECKS_PER_SEC = 5;
+export const ADMISSION_CHECK_BURST = 20;

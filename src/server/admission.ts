@@ -3,13 +3,16 @@
 //   503 draining, or over the memory budget, or max_sessions reached;
 //   403 an Origin not in allowed_origins;
 //   401 / 431 a missing (when required), bad or oversized token, or an unknown profile;
-//   429 max_sessions_per_ip or max_sessions_per_identity reached.
+//   429 max_sessions_per_ip or max_sessions_per_identity reached, or (plain GET checks only)
+//       more than ADMISSION_CHECKS_PER_SEC of them from one address.
 // An admitted session gets its identity and its unit of the session limits (a lease, given back
 // when it ends); the limits are counted by ctx.counters, in this process or in Redis.
 import type { Server } from "bun";
 import { authenticateRequest, authFailureResponse } from "../auth/authenticate.ts";
 import { redactedPath } from "../auth/transport.ts";
+import { ADMISSION_CHECK_BURST, ADMISSION_CHECKS_PER_SEC } from "../constants.ts";
 import { EMPTY_LEASE, type Lease, type LimitSpec } from "../limits/counters.ts";
+import { KeyedRate } from "../limits/keyed-rate.ts";
 import { policyFor } from "../policy/load.ts";
 import { parseTokenAllow, TokenAllowError } from "../policy/token-allow.ts";
 import type { SessionContext } from "../session/context.ts";
@@ -24,6 +27,8 @@ export type Admitted =
 export class Admission {
   /** Set once: no new sessions, /healthz 503. */
   draining = false;
+  /** Plain GET admission checks per client address (they cost a counters round trip each). */
+  private readonly checks = new KeyedRate(ADMISSION_CHECKS_PER_SEC, ADMISSION_CHECK_BURST);
 
   constructor(private readonly ctx: SessionContext & { policies: PolicyStore }) {}
 
@@ -73,6 +78,7 @@ export class Admission {
       identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow };
     }
     const profile = policyFor(top, identity.profile) ?? top;
+    if (!count && !this.checks.allow(remote)) return no(429, `too many admission checks from ${remote}; try again later`);
 
     const specs: LimitSpec[] = [
       { key: "sessions", max: top.limits.maxSessions },

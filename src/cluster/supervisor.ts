@@ -1,7 +1,8 @@
 // The supervisor of a server with worker processes (`--workers N`): it starts N copies of this
 // program on one port, restarts a worker that dies (with backoff) while the others serve, passes
 // SIGHUP on to every worker, and on SIGTERM/SIGINT drains them all and exits 0 once they have
-// exited. It serves no client itself. See docs/architecture.md#workers.
+// exited. Without Redis it also keeps the limits' counts for all its workers (shared-counters.ts).
+// It serves no client itself. See docs/architecture.md#workers.
 import type { Subprocess } from "bun";
 import { DEFAULT_HOST, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from "../constants.ts";
 import type { Logger } from "../log.ts";

@@ -33,6 +33,8 @@ export class Backpressure {
     private readonly memory: MemoryWatch,
     /** The session's open streams, asked whenever all of them must be held or released. */
     private readonly openStreams: () => Iterable<TcpStream>,
+    /** Milliseconds, monotonic; tests pass their own to land a message at a chosen instant. */
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
   /** A stream just opened: it starts held while the client is full. */
@@ -76,14 +78,14 @@ export class Backpressure {
   upload(bytes: number): boolean {
     const wait = this.debt(bytes);
     if (wait <= 0) return false;
-    const now = performance.now();
+    const now = this.clock();
     if (now + wait <= this.inputPausedUntil) return true;
     const first = this.inputPausedUntil <= now;
     this.inputPausedUntil = now + wait;
     if (!first) return true;
     this.transport.pauseInput();
     const resume = () => {
-      const left = this.inputPausedUntil - performance.now();
+      const left = this.inputPausedUntil - this.clock();
       if (left > 1) return void setTimeout(resume, left);
       if (this.closed) return;
       for (const s of this.openStreams()) s.flush();
@@ -99,7 +101,7 @@ export class Backpressure {
    */
   admitDatagram(bytes: number, toClient: boolean): UdpDropReason | null {
     if (toClient && (this.clientFull || this.transport.buffered() > this.watermarks.high)) return "backpressure";
-    const now = performance.now();
+    const now = this.clock();
     if (this.buckets.length > 1 && this.buckets.some((b) => b.available(now) < bytes)) return "bandwidth";
     for (const b of this.buckets) if (!b.tryTake(bytes, now)) return "bandwidth";
     return null;
@@ -117,7 +119,7 @@ export class Backpressure {
     let now = -1;
     for (const b of this.buckets) {
       if (b.unlimited) continue; // nothing to pay: no clock to read (once or twice per chunk otherwise)
-      if (now < 0) now = performance.now();
+      if (now < 0) now = this.clock();
       wait = Math.max(wait, b.consume(bytes, now));
     }
     return wait;

@@ -282,4 +282,41 @@ describe("small writes of one loop turn (src/net/turn-writes.ts)", () => {
     s.finish("done");
     target.stop();
   });
+
+  test("many tiny writes queued behind a target that stops reading are coalesced, and arrive intact and in order", async () => {
+    const target = recordingServer(true);
+    const o = new Owner(false, 0, 64 * 1024 * 1024);
+    const s = stream(o, target.port);
+    s.dial(cleared(target.port), null, false);
+    await waitFor(() => s.isOpen, "open");
+    const queue = () => (s as unknown as { queue: Uint8Array[] | null }).queue; // private: reached for here only
+    // Fill the loopback buffers so that everything after waits in the queue.
+    const fill = makePayload(16 * 1024 * 1024, 5);
+    let off = 0;
+    for (; queue() === null && off < fill.length; off += 64 * 1024) expect(s.write(fill.subarray(off, off + 64 * 1024))).toBeNull();
+    expect(queue()).not.toBeNull();
+    // Then 100 000 one-byte writes, each in its own buffer as a client message would be, with a
+    // few larger chunks among them (kept as they are, between the coalesced runs).
+    const tiny = makePayload(100_000, 9);
+    const sent: Uint8Array[] = [fill.subarray(0, off)];
+    for (let i = 0; i < tiny.length; i++) {
+      const one = new Uint8Array([tiny[i]!]);
+      expect(s.write(one)).toBeNull();
+      sent.push(one);
+      if (i % 25_000 === 12_345) {
+        const big = makePayload(20 * 1024, i);
+        expect(s.write(big)).toBeNull();
+        sent.push(big);
+      }
+      if (i % 1000 === 999) await nextTurn();
+    }
+    // One queue entry per 1-byte write would be 100 000 entries (each keeping its buffer alive).
+    expect(queue()!.length).toBeLessThan(100);
+    target.resume();
+    const expected = Buffer.concat(sent);
+    await waitFor(() => target.bytes === expected.length, { what: "every byte after the target reads again", detail: () => target.bytes, timeoutMs: 30_000 });
+    expect(sha256(target.content())).toBe(sha256(expected));
+    s.finish("done");
+    target.stop();
+  });
 });

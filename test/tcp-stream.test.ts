@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { pass, type Cleared } from "../src/net/gate.ts";
 import { PAUSE, TcpStream, type StreamOutcome, type StreamOwner } from "../src/net/tcp-stream.ts";
+import { STAGE_FIRST_BYTES } from "../src/net/turn-writes.ts";
 import { unrestrictedPolicy } from "../src/policy/load.ts";
 import { echoServer, freePort, makePayload, sha256, sinkServer, sourceServer } from "./helpers/targets.ts";
 import { waitFor, waitForSteady } from "./helpers/wait.ts";
@@ -238,6 +239,26 @@ describe("small writes of one loop turn (src/net/turn-writes.ts)", () => {
     await nextTurn();
     s.write(new Uint8Array(10)); // a new turn: an interactive message waits for nothing
     expect(writes.n).toBe(3);
+    s.finish("done");
+  });
+
+  test("a turn's stage starts small and grows while its chunks need more", async () => {
+    const o = new Owner();
+    const s = stream(o, echo.port);
+    s.dial(cleared(echo.port), null, false);
+    await waitFor(() => s.isOpen, "open");
+    await nextTurn();
+    const stage = () => (s as unknown as { stage: Uint8Array | null }).stage; // private: reached for here only
+    const payload = makePayload(3 + 10 + 6000 + 12_000, 4);
+    s.write(payload.subarray(0, 3)); // out at once
+    s.write(payload.subarray(3, 13)); // the turn's second tiny message: a small stage, not a whole STAGE_BYTES one
+    expect(stage()!.length).toBe(STAGE_FIRST_BYTES);
+    s.write(payload.subarray(13, 6013));
+    expect(stage()!.length).toBe(2 * STAGE_FIRST_BYTES);
+    s.write(payload.subarray(6013));
+    expect(stage()!.length).toBeGreaterThanOrEqual(6010 + 12_000);
+    await waitFor(() => o.bytes === payload.length, { what: "the echo", detail: () => o.bytes });
+    expect(sha256(Buffer.concat(o.data))).toBe(sha256(payload));
     s.finish("done");
   });
 

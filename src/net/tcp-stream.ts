@@ -201,14 +201,23 @@ export class TcpStream implements TurnWriter {
 
   /** A small chunk after the turn's first: copied to the stage (the message buffer dies at once). */
   private addToStage(data: Uint8Array): null {
-    if (this.stage !== null && this.staged + data.length > STAGE_BYTES) {
-      this.unstage();
-      if (this.queue !== null) {
-        this.enqueue(data); // the target is full: the rest waits for its drain
-        return null;
+    const need = this.staged + data.length;
+    if (this.stage !== null && need > this.stage.length) {
+      if (need <= STAGE_BYTES) {
+        // The stage starts small and doubles (turn-writes.ts): move what it holds to a larger one.
+        const larger = takeStage(Math.max(need, this.stage.length * 2));
+        larger.set(this.stage.subarray(0, this.staged));
+        giveStage(this.stage);
+        this.stage = larger;
+      } else {
+        this.unstage();
+        if (this.queue !== null) {
+          this.enqueue(data); // the target is full: the rest waits for its drain
+          return null;
+        }
       }
     }
-    if (this.stage === null) this.stage = takeStage();
+    if (this.stage === null) this.stage = takeStage(data.length);
     this.stage.set(data, this.staged);
     this.staged += data.length;
     if (!this.turnPending) {

@@ -422,11 +422,11 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   private sendTo(req: { id: number; addr: string; port: number; data: Uint8Array }): void {
     const r = this.ids.get(req.id);
     if (!(r instanceof UdpRelay)) return this.error(req.id, r ? "EBADREQ" : "EBADID", r ? `send_to: id ${req.id} is not a UDP socket` : `send_to: unknown id ${req.id}`);
-    const where = formatHostPort(req.addr, req.port);
     // Every datagram's destination passes the gate; a name costs a look-up, bounded per session.
     this.judge(pass(this.gate, { op: "send_to", host: req.addr, port: req.port }, this.lookups), (v) => {
       if (r.closed) return;
       if (v.ok) return this.sendDatagram(r, req.data, v.value);
+      const where = formatHostPort(req.addr, req.port); // only a refusal or an error names it
       if (v.refused) return this.deny(r.id, v.refused, where);
       if (v.code === "ELIMIT") this.ctx.metrics.udpDropped("lookups");
       this.error(r.id, v.code, `send_to ${where}: ${v.msg}`);

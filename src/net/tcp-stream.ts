@@ -71,7 +71,8 @@ const TAIL_FIRST_BYTES = 4 * 1024;
 export class TcpStream implements TurnWriter {
   private socket: Socket<TcpStream> | null = null;
   private _state: StreamState = "connecting";
-  private _target: StreamTarget;
+  /** What the gate cleared (immutable, so shared as it is), or the accepted peer. */
+  private _target: Readonly<StreamTarget>;
   /** Bytes the target has not taken yet, oldest first; null while empty (most streams, most of the time). */
   private queue: Uint8Array[] | null = null;
   private queued = 0;
@@ -133,20 +134,20 @@ export class TcpStream implements TurnWriter {
 
   /** Connect to what the gate cleared. Failures arrive through the socket handlers. */
   dial(to: Cleared, tls: object | null, allowHalfOpen: boolean): void {
-    this._target = { name: to.name, addr: to.addr, port: to.port, rule: to.rule };
+    this._target = to;
     Bun.connect<TcpStream>({
       hostname: to.addr, // the canonical IP that passed, never the name (no rebinding gap)
       port: to.port,
       data: this,
       allowHalfOpen,
-      socket: tls ? tlsHandlers : tcpHandlers,
+      socket: tls ? TcpStream.tlsHandlers : TcpStream.handlers,
       tls: tls ?? undefined,
     }).catch(() => {}); // reported through connectError
   }
 
   /** The connection is up (dialled, pooled or accepted): flush what the client sent meanwhile. */
   adopt(socket: Socket<TcpStream>, announce = true, target?: Cleared): void {
-    if (target) this._target = { name: target.name, addr: target.addr, port: target.port, rule: target.rule };
+    if (target) this._target = target;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.socket = socket;
@@ -495,5 +496,5 @@ export class TcpStream implements TurnWriter {
   };
 }
 
+/** The same object as TcpStream.handlers, for modules that hand sockets over (listener, pool). */
 export const tcpHandlers = TcpStream.handlers;
-const tlsHandlers = TcpStream.tlsHandlers;

@@ -249,7 +249,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
       case "bind":
         return this.bind(req);
       case "listen":
-        return this.listen(req.id, req.backlog);
+        return this.listen(req.id); // Bun's listener has no backlog setting: the client's is accepted and ignored
       case "send":
         return this.send(req.id, req.data);
       case "send_to":
@@ -521,10 +521,9 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     throw last ?? Object.assign(new Error("no free port inside bind_ports"), { code: "EADDRINUSE" });
   }
 
-  private listen(id: number, backlog: number): void {
+  private listen(id: number): void {
     const r = this.ids.get(id);
     if (!(r instanceof TcpListener)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `listen: id ${id} is not a listener` : `listen: unknown id ${id}`);
-    r.backlog = backlog; // Bun's listener has no backlog setting: accepted and advisory
     this.transport.send({ ev: "listening", id, port: r.port });
   }
 

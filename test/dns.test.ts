@@ -2,11 +2,13 @@
 // other name is answered by a real DNS server on loopback (dnsServerResolver).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { udp } from "bun";
+import { pass, type GatePolicy, type LookupBudget } from "../src/net/gate.ts";
 import { dnsServerResolver } from "../src/net/resolve.ts";
-import { defaultPolicy } from "../src/policy/load.ts";
+import { defaultPolicy, unrestrictedPolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
 import { dnsServer, type DnsServer } from "./helpers/dns-server.ts";
 import { startServer } from "./helpers/server.ts";
+import { waitFor } from "./helpers/wait.ts";
 
 let dns: DnsServer;
 let system: Awaited<ReturnType<typeof startServer>>;
@@ -137,4 +139,20 @@ test("look-ups in flight are capped per session: the excess is ELIMIT, not an un
   expect(ok.every((e) => e.ev === "resolved")).toBe(true);
   c.close();
   await srv.stop();
+});
+
+test("a look-up that times out keeps its slot in the budget until the resolver itself is done", async () => {
+  let answer!: (addrs: string[]) => void;
+  const policy = unrestrictedPolicy();
+  const g: GatePolicy = { rules: policy.rules, bind: policy, resolver: () => new Promise<string[]>((r) => (answer = r)), dnsTimeoutMs: 20 };
+  let inFlight = 0;
+  const budget: LookupBudget = { max: 1, tryTake: () => inFlight < 1 && ++inFlight > 0, give: () => void inFlight-- };
+  const v = await pass(g, { op: "resolve", host: "slow.test" }, budget);
+  expect(v.ok || v.refused ? "" : v.code).toBe("ETIMEDOUT");
+  // The client has its answer, but the resolver is still at work: the slot is still taken.
+  expect(inFlight).toBe(1);
+  const next = pass(g, { op: "resolve", host: "other.test" }, budget);
+  expect(next instanceof Promise || next.ok || next.refused ? "" : next.code).toBe("ELIMIT");
+  answer(["93.184.216.34"]);
+  await waitFor(() => inFlight === 0, "the slot given back once the look-up ended");
 });

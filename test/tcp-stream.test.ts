@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { pass, type Cleared } from "../src/net/gate.ts";
 import { PAUSE, TcpStream, type StreamOutcome, type StreamOwner } from "../src/net/tcp-stream.ts";
+import { STAGE_FIRST_BYTES } from "../src/net/turn-writes.ts";
 import { unrestrictedPolicy } from "../src/policy/load.ts";
 import { echoServer, freePort, makePayload, sha256, sinkServer, sourceServer } from "./helpers/targets.ts";
 import { waitFor, waitForSteady } from "./helpers/wait.ts";
@@ -241,6 +242,26 @@ describe("small writes of one loop turn (src/net/turn-writes.ts)", () => {
     s.finish("done");
   });
 
+  test("a turn's stage starts small and grows while its chunks need more", async () => {
+    const o = new Owner();
+    const s = stream(o, echo.port);
+    s.dial(cleared(echo.port), null, false);
+    await waitFor(() => s.isOpen, "open");
+    await nextTurn();
+    const stage = () => (s as unknown as { stage: Uint8Array | null }).stage; // private: reached for here only
+    const payload = makePayload(3 + 10 + 6000 + 12_000, 4);
+    s.write(payload.subarray(0, 3)); // out at once
+    s.write(payload.subarray(3, 13)); // the turn's second tiny message: a small stage, not a whole STAGE_BYTES one
+    expect(stage()!.length).toBe(STAGE_FIRST_BYTES);
+    s.write(payload.subarray(13, 6013));
+    expect(stage()!.length).toBe(2 * STAGE_FIRST_BYTES);
+    s.write(payload.subarray(6013));
+    expect(stage()!.length).toBeGreaterThanOrEqual(6010 + 12_000);
+    await waitFor(() => o.bytes === payload.length, { what: "the echo", detail: () => o.bytes });
+    expect(sha256(Buffer.concat(o.data))).toBe(sha256(payload));
+    s.finish("done");
+  });
+
   test("staged bytes go before a large chunk, a shutdown and a close", async () => {
     const payload = makePayload(200 * 1024, 7);
     const parts = [100, 2000, 50, 40 * 1024, 300, 1, 1000]; // a large chunk in the middle
@@ -279,6 +300,43 @@ describe("small writes of one loop turn (src/net/turn-writes.ts)", () => {
     target.resume();
     await waitFor(() => target.bytes === payload.length, { what: "all 16 MiB after the target reads again", detail: () => target.bytes, timeoutMs: 30_000 });
     expect(sha256(target.content())).toBe(sha256(payload));
+    s.finish("done");
+    target.stop();
+  });
+
+  test("many tiny writes queued behind a target that stops reading are coalesced, and arrive intact and in order", async () => {
+    const target = recordingServer(true);
+    const o = new Owner(false, 0, 64 * 1024 * 1024);
+    const s = stream(o, target.port);
+    s.dial(cleared(target.port), null, false);
+    await waitFor(() => s.isOpen, "open");
+    const queue = () => (s as unknown as { queue: Uint8Array[] | null }).queue; // private: reached for here only
+    // Fill the loopback buffers so that everything after waits in the queue.
+    const fill = makePayload(16 * 1024 * 1024, 5);
+    let off = 0;
+    for (; queue() === null && off < fill.length; off += 64 * 1024) expect(s.write(fill.subarray(off, off + 64 * 1024))).toBeNull();
+    expect(queue()).not.toBeNull();
+    // Then 100 000 one-byte writes, each in its own buffer as a client message would be, with a
+    // few larger chunks among them (kept as they are, between the coalesced runs).
+    const tiny = makePayload(100_000, 9);
+    const sent: Uint8Array[] = [fill.subarray(0, off)];
+    for (let i = 0; i < tiny.length; i++) {
+      const one = new Uint8Array([tiny[i]!]);
+      expect(s.write(one)).toBeNull();
+      sent.push(one);
+      if (i % 25_000 === 12_345) {
+        const big = makePayload(20 * 1024, i);
+        expect(s.write(big)).toBeNull();
+        sent.push(big);
+      }
+      if (i % 1000 === 999) await nextTurn();
+    }
+    // One queue entry per 1-byte write would be 100 000 entries (each keeping its buffer alive).
+    expect(queue()!.length).toBeLessThan(100);
+    target.resume();
+    const expected = Buffer.concat(sent);
+    await waitFor(() => target.bytes === expected.length, { what: "every byte after the target reads again", detail: () => target.bytes, timeoutMs: 30_000 });
+    expect(sha256(target.content())).toBe(sha256(expected));
     s.finish("done");
     target.stop();
   });

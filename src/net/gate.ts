@@ -136,15 +136,10 @@ type Failure = { ok: false; refused?: undefined; code: ErrorCode; msg: string };
 
 function lookUp(g: GatePolicy, host: string, budget?: LookupBudget): Promise<Resolved | Failure> | Failure {
   if (budget && !budget.tryTake()) return { ok: false, code: "ELIMIT", msg: `${budget.max} name look-ups already in flight` };
-  return resolveTarget(host, g.resolver, g.dnsTimeoutMs).then(
-    (r) => {
-      budget?.give();
-      return r;
-    },
-    (e) => {
-      budget?.give();
-      const err = e instanceof ResolveError ? e : new ResolveError("ENOTFOUND", String(e));
-      return { ok: false, code: err.code, msg: err.message };
-    },
-  );
+  // The slot comes back when the look-up ends, not when its timeout does: the resolver goes on.
+  const ended = budget ? () => budget.give() : undefined;
+  return resolveTarget(host, g.resolver, g.dnsTimeoutMs, ended).catch((e): Failure => {
+    const err = e instanceof ResolveError ? e : new ResolveError("ENOTFOUND", String(e));
+    return { ok: false, code: err.code, msg: err.message };
+  });
 }

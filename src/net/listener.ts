@@ -13,9 +13,6 @@ export class TcpListener {
   readonly kind = "listener" as const;
   private listener: TCPSocketListener<TcpStream | null> | null = null;
   private _closed = false;
-  /** Bun's listener has no backlog setting: recorded, advisory. */
-  backlog = 128;
-  readonly started = performance.now();
 
   constructor(
     private readonly owner: ListenerOwner,

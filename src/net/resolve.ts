@@ -2,6 +2,7 @@
 // itself and only ever hands a canonical IP literal to Bun.connect (docs/bun.md#non-canonical-ip-literals, docs/bun.md#dns-caches-and-rebinding):
 // Bun's own resolver would accept "2130706433" and keep a 30 s cache that ignores TTLs.
 import { Resolver as NodeResolver } from "node:dns/promises";
+import { TimeoutError, withTimeout } from "../limits/timeout.ts";
 import { canonicalIp, isValidHostname, normalizeName } from "../policy/address.ts";
 
 /** Looks a name up; returns the address strings the resolver gave, in its order. */
@@ -47,26 +48,35 @@ export interface ResolvedTarget {
   addrs: string[];
 }
 
-/** IP literals are canonicalised without a look-up; names are resolved with a timeout. */
-export async function resolveTarget(host: string, resolver: Resolver, timeoutMs: number): Promise<ResolvedTarget> {
+/**
+ * IP literals are canonicalised without a look-up; names are resolved with a timeout.
+ * `lookupEnded` runs once the resolver itself has finished (at once when it is not asked): a
+ * timeout only stops waiting for it, the look-up goes on, and whatever bounds look-ups in flight
+ * must count it until then.
+ */
+export async function resolveTarget(host: string, resolver: Resolver, timeoutMs: number, lookupEnded?: () => void): Promise<ResolvedTarget> {
   const literal = canonicalIp(host);
-  if (literal !== null) return { name: null, addrs: [literal] };
-  const name = normalizeName(host);
-  if (!isValidHostname(name)) throw new ResolveError("EBADREQ", `"${host.slice(0, 64)}" is neither an IP address nor a valid host name`);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ResolveError("ETIMEDOUT", `resolve ${name} timed out after ${timeoutMs} ms`)), timeoutMs);
-  });
+  const name = literal === null ? normalizeName(host) : "";
+  if (literal !== null || !isValidHostname(name)) {
+    lookupEnded?.();
+    if (literal !== null) return { name: null, addrs: [literal] };
+    throw new ResolveError("EBADREQ", `"${host.slice(0, 64)}" is neither an IP address nor a valid host name`);
+  }
+  let lookup: Promise<string[]>;
+  try {
+    lookup = resolver(name);
+  } catch (e) {
+    lookup = Promise.reject(e); // a resolver that throws at once fails like one that rejects
+  }
+  if (lookupEnded) lookup.then(lookupEnded, lookupEnded);
   let raw: string[];
   try {
-    raw = await Promise.race([resolver(name), timeout]);
+    raw = await withTimeout(lookup, timeoutMs, `resolve ${name}`);
   } catch (e) {
-    if (e instanceof ResolveError) throw e;
+    if (e instanceof TimeoutError) throw new ResolveError("ETIMEDOUT", e.message);
     const code = String((e as { code?: string }).code ?? "");
     if (/TIMEOUT|EAI_AGAIN/.test(code)) throw new ResolveError("ETIMEDOUT", `resolve ${name} timed out`);
     throw new ResolveError("ENOTFOUND", `${name} not found`);
-  } finally {
-    clearTimeout(timer);
   }
   // Only literals that canonicalise count: a resolver answer is data, not trusted syntax.
   const addrs = [...new Set(raw.map(canonicalIp).filter((a): a is string => a !== null))];

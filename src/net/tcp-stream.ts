@@ -65,13 +65,21 @@ export interface StreamTarget {
 /** Result of a client write that hit a limit: the stream cannot go on. */
 export type WriteProblem = string | null;
 
+/** The first tail buffer small queued chunks are copied onto; the next ones double, up to STAGE_BYTES. */
+const TAIL_FIRST_BYTES = 4 * 1024;
+
 export class TcpStream implements TurnWriter {
   private socket: Socket<TcpStream> | null = null;
   private _state: StreamState = "connecting";
-  private _target: StreamTarget;
+  /** What the gate cleared (immutable, so shared as it is), or the accepted peer. */
+  private _target: Readonly<StreamTarget>;
   /** Bytes the target has not taken yet, oldest first; null while empty (most streams, most of the time). */
   private queue: Uint8Array[] | null = null;
   private queued = 0;
+  /** The server-owned buffer small queued chunks are copied onto (see enqueue); null when none. */
+  private tail: Uint8Array | null = null;
+  /** Where the bytes in `tail` end. */
+  private tailEnd = 0;
   /** Flow control: bytes the client sent that have not been credited back. */
   private outstanding = 0;
   private pauseMask = 0;
@@ -126,20 +134,20 @@ export class TcpStream implements TurnWriter {
 
   /** Connect to what the gate cleared. Failures arrive through the socket handlers. */
   dial(to: Cleared, tls: object | null, allowHalfOpen: boolean): void {
-    this._target = { name: to.name, addr: to.addr, port: to.port, rule: to.rule };
+    this._target = to;
     Bun.connect<TcpStream>({
       hostname: to.addr, // the canonical IP that passed, never the name (no rebinding gap)
       port: to.port,
       data: this,
       allowHalfOpen,
-      socket: tls ? tlsHandlers : tcpHandlers,
+      socket: tls ? TcpStream.tlsHandlers : TcpStream.handlers,
       tls: tls ?? undefined,
     }).catch(() => {}); // reported through connectError
   }
 
   /** The connection is up (dialled, pooled or accepted): flush what the client sent meanwhile. */
   adopt(socket: Socket<TcpStream>, announce = true, target?: Cleared): void {
-    if (target) this._target = { name: target.name, addr: target.addr, port: target.port, rule: target.rule };
+    if (target) this._target = target;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.socket = socket;
@@ -194,14 +202,23 @@ export class TcpStream implements TurnWriter {
 
   /** A small chunk after the turn's first: copied to the stage (the message buffer dies at once). */
   private addToStage(data: Uint8Array): null {
-    if (this.stage !== null && this.staged + data.length > STAGE_BYTES) {
-      this.unstage();
-      if (this.queue !== null) {
-        this.enqueue(data); // the target is full: the rest waits for its drain
-        return null;
+    const need = this.staged + data.length;
+    if (this.stage !== null && need > this.stage.length) {
+      if (need <= STAGE_BYTES) {
+        // The stage starts small and doubles (turn-writes.ts): move what it holds to a larger one.
+        const larger = takeStage(Math.max(need, this.stage.length * 2));
+        larger.set(this.stage.subarray(0, this.staged));
+        giveStage(this.stage);
+        this.stage = larger;
+      } else {
+        this.unstage();
+        if (this.queue !== null) {
+          this.enqueue(data); // the target is full: the rest waits for its drain
+          return null;
+        }
       }
     }
-    if (this.stage === null) this.stage = takeStage();
+    if (this.stage === null) this.stage = takeStage(data.length);
     this.stage.set(data, this.staged);
     this.staged += data.length;
     if (!this.turnPending) {
@@ -228,14 +245,43 @@ export class TcpStream implements TurnWriter {
     this.stage = null;
     this.staged = 0;
     const written = this._state === "open" ? this.socket!.write(stage.subarray(0, n)) : -1;
-    if (written >= 0 && written < n) this.enqueue(stage.slice(written, n)); // a copy: the stage is reused
+    if (written >= 0 && written < n) this.enqueue(stage.subarray(written, n), true); // copied: the stage is reused
     giveStage(stage);
     if (written > 0) this.credited(written);
   }
 
-  private enqueue(chunk: Uint8Array): void {
-    (this.queue ??= []).push(chunk);
-    this.queued += chunk.length;
+  /**
+   * Queues `chunk` after everything else. A small chunk is copied onto the queue's server-owned
+   * tail: kept as a view, a one-byte send would keep its whole message buffer alive (hundreds of
+   * bytes per queued byte, where stream_buffer_bytes counts only the payload). A large one is kept
+   * as it is, or copied when `borrowed` (its buffer is reused, like the stage).
+   */
+  private enqueue(chunk: Uint8Array, borrowed = false): void {
+    const n = chunk.length;
+    const q = (this.queue ??= []);
+    this.queued += n;
+    if (n >= SMALL_WRITE) return void q.push(borrowed ? chunk.slice() : chunk);
+    const tail = this.tail;
+    const last = q.length > 0 ? q[q.length - 1]! : null;
+    // Still the queue's last chunk (perhaps partly written since) with room: it grows in place.
+    if (tail !== null && last !== null && last.buffer === tail.buffer && last.byteOffset + last.length === this.tailEnd && this.tailEnd + n <= tail.length) {
+      tail.set(chunk, this.tailEnd);
+      this.tailEnd += n;
+      q[q.length - 1] = tail.subarray(last.byteOffset, this.tailEnd);
+      return;
+    }
+    // A new tail, twice the last one's size up to a stage's: a stream that queues a little holds a little.
+    const next = new Uint8Array(Math.max(n, Math.min(STAGE_BYTES, tail === null ? TAIL_FIRST_BYTES : tail.length * 2)));
+    next.set(chunk, 0);
+    this.tail = next;
+    this.tailEnd = n;
+    q.push(next.subarray(0, n));
+  }
+
+  private dropQueue(): void {
+    this.queue = null;
+    this.tail = null; // an idle stream keeps no buffer
+    this.tailEnd = 0;
   }
 
   private credited(bytes: number): void {
@@ -264,7 +310,7 @@ export class TcpStream implements TurnWriter {
         }
         q.shift();
       }
-      if (q.length === 0) this.queue = null;
+      if (q.length === 0) this.dropQueue();
     }
     if (written > 0) this.credited(written);
     if (this.queue === null) {
@@ -368,7 +414,7 @@ export class TcpStream implements TurnWriter {
     this.staged = 0;
     this._state = "closed";
     clearTimeout(this.timer);
-    this.queue = null;
+    this.dropQueue();
     const s = this.socket;
     if (s && how === "fin") s.end();
     else if (s && how === "reset") s.terminate();
@@ -450,5 +496,5 @@ export class TcpStream implements TurnWriter {
   };
 }
 
+/** The same object as TcpStream.handlers, for modules that hand sockets over (listener, pool). */
 export const tcpHandlers = TcpStream.handlers;
-const tlsHandlers = TcpStream.tlsHandlers;

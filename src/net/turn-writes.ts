@@ -14,10 +14,15 @@
 
 /** A chunk smaller than this is batched; one this large or larger is written at once. */
 export const SMALL_WRITE = 16 * 1024;
-/** One staging buffer: the most a stream writes in one merged send(). */
+/** The largest staging buffer: the most a stream writes in one merged send(). */
 export const STAGE_BYTES = 64 * 1024;
-/** Free staging buffers kept for reuse (warm memory); beyond this they are left to the GC. */
-const POOL_MAX = 64;
+/**
+ * The smallest: a stage starts here and doubles while the turn's chunks need more, so a turn with
+ * two tiny messages holds 4 KiB, not a whole 64 KiB stage, per stream.
+ */
+export const STAGE_FIRST_BYTES = 4 * 1024;
+/** Free staging buffers kept for reuse (warm memory), in bytes over all sizes; beyond this they are left to the GC. */
+const POOL_BYTES = 64 * STAGE_BYTES;
 
 /** What waits for the end of the turn. */
 export interface TurnWriter {
@@ -27,7 +32,10 @@ export interface TurnWriter {
 let turn = 0;
 let ending = false;
 let waiting: TurnWriter[] = [];
-const pool: Uint8Array[] = [];
+/** Free stages by size class: pools[i] holds buffers of STAGE_FIRST_BYTES << i. */
+const pools: Uint8Array[][] = [];
+for (let size = STAGE_FIRST_BYTES; size <= STAGE_BYTES; size *= 2) pools.push([]);
+let pooledBytes = 0;
 
 function endTurn(): void {
   ending = false;
@@ -58,10 +66,21 @@ export function atTurnEnd(w: TurnWriter): void {
   noteWrite();
 }
 
-export function takeStage(): Uint8Array {
-  return pool.pop() ?? new Uint8Array(STAGE_BYTES);
+/** A free stage of at least `bytes` (at most STAGE_BYTES): the smallest size class that holds them. */
+export function takeStage(bytes: number): Uint8Array {
+  let i = 0;
+  while ((STAGE_FIRST_BYTES << i) < bytes && i < pools.length - 1) i++;
+  const b = pools[i]!.pop();
+  if (b === undefined) return new Uint8Array(STAGE_FIRST_BYTES << i);
+  pooledBytes -= b.length;
+  return b;
 }
 
 export function giveStage(b: Uint8Array): void {
-  if (pool.length < POOL_MAX) pool.push(b);
+  if (pooledBytes + b.length > POOL_BYTES) return;
+  const i = Math.log2(b.length / STAGE_FIRST_BYTES);
+  const pool = pools[i];
+  if (pool === undefined) return; // not one of ours
+  pool.push(b);
+  pooledBytes += b.length;
 }

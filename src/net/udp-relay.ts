@@ -92,7 +92,11 @@ export class UdpRelay {
 
   private received(data: Uint8Array, rawAddr: string, port: number): void {
     if (this._closed) return;
-    const addr = canonicalIp(rawAddr) ?? rawAddr; // ::ffff:127.0.0.1 → 127.0.0.1
+    // Peers are stored canonical. Bun gives an IPv4 sender as canonical dotted text, with the
+    // IPv4-mapped prefix on the dual-stack socket (::ffff:127.0.0.1): stripped here without a
+    // parse, so a flood from strangers costs a string check. Only IPv6 text is canonicalised.
+    const v4 = rawAddr.startsWith("::ffff:") && rawAddr.includes(".") ? rawAddr.slice(7) : rawAddr;
+    const addr = v4.includes(":") ? (canonicalIp(v4) ?? v4) : v4;
     if (!this.peers.has(`${addr}|${port}`)) return; // never sent to: not ours to hear
     this.down += data.length;
     this.owner.datagram(this, data, addr, port);

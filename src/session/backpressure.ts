@@ -20,6 +20,8 @@ import type { Transport } from "./transport.ts";
 export class Backpressure {
   private clientFull = false;
   private drainCheck: ReturnType<typeof setTimeout> | undefined;
+  /** The client is not read (upload debt) and a resume is pending. */
+  private inputPaused = false;
   private inputPausedUntil = 0;
   private closed = false;
   /** Set while waiting for the memory budget to clear. */
@@ -33,6 +35,8 @@ export class Backpressure {
     private readonly memory: MemoryWatch,
     /** The session's open streams, asked whenever all of them must be held or released. */
     private readonly openStreams: () => Iterable<TcpStream>,
+    /** Milliseconds, monotonic; tests pass their own to land a message at a chosen instant. */
+    private readonly clock: () => number = () => performance.now(),
   ) {}
 
   /** A stream just opened: it starts held while the client is full. */
@@ -76,22 +80,27 @@ export class Backpressure {
   upload(bytes: number): boolean {
     const wait = this.debt(bytes);
     if (wait <= 0) return false;
-    const now = performance.now();
-    if (now + wait <= this.inputPausedUntil) return true;
-    const first = this.inputPausedUntil <= now;
-    this.inputPausedUntil = now + wait;
-    if (!first) return true;
+    const until = this.clock() + wait;
+    if (until > this.inputPausedUntil) this.inputPausedUntil = until;
+    // Already paused: the pending resume waits out the new deadline and flushes these bytes too.
+    // The flag, not the deadline, says so: a resume may run just before the deadline, and a
+    // message in that gap must pause the client again or it would never be paused again.
+    if (this.inputPaused) return true;
+    this.inputPaused = true;
     this.transport.pauseInput();
-    const resume = () => {
-      const left = this.inputPausedUntil - performance.now();
-      if (left > 1) return void setTimeout(resume, left);
-      if (this.closed) return;
-      for (const s of this.openStreams()) s.flush();
-      this.transport.resumeInput();
-    };
-    setTimeout(resume, wait);
+    setTimeout(this.resume, wait);
     return true;
   }
+
+  /** The upload debt may be paid: wait out what is left of it, else flush and read the client again. */
+  private readonly resume = (): void => {
+    if (this.closed) return;
+    const left = this.inputPausedUntil - this.clock();
+    if (left > 1) return void setTimeout(this.resume, left);
+    this.inputPaused = false;
+    for (const s of this.openStreams()) s.flush(); // bytes held while paused (none else flushes a socket that never filled)
+    this.transport.resumeInput();
+  };
 
   /**
    * A datagram of `bytes`, toward the client or from it: null if it may go (and is paid for),
@@ -99,7 +108,7 @@ export class Backpressure {
    */
   admitDatagram(bytes: number, toClient: boolean): UdpDropReason | null {
     if (toClient && (this.clientFull || this.transport.buffered() > this.watermarks.high)) return "backpressure";
-    const now = performance.now();
+    const now = this.clock();
     if (this.buckets.length > 1 && this.buckets.some((b) => b.available(now) < bytes)) return "bandwidth";
     for (const b of this.buckets) if (!b.tryTake(bytes, now)) return "bandwidth";
     return null;
@@ -117,7 +126,7 @@ export class Backpressure {
     let now = -1;
     for (const b of this.buckets) {
       if (b.unlimited) continue; // nothing to pay: no clock to read (once or twice per chunk otherwise)
-      if (now < 0) now = performance.now();
+      if (now < 0) now = this.clock();
       wait = Math.max(wait, b.consume(bytes, now));
     }
     return wait;

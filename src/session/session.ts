@@ -249,7 +249,7 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
       case "bind":
         return this.bind(req);
       case "listen":
-        return this.listen(req.id, req.backlog);
+        return this.listen(req.id); // Bun's listener has no backlog setting: the client's is accepted and ignored
       case "send":
         return this.send(req.id, req.data);
       case "send_to":
@@ -422,11 +422,11 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
   private sendTo(req: { id: number; addr: string; port: number; data: Uint8Array }): void {
     const r = this.ids.get(req.id);
     if (!(r instanceof UdpRelay)) return this.error(req.id, r ? "EBADREQ" : "EBADID", r ? `send_to: id ${req.id} is not a UDP socket` : `send_to: unknown id ${req.id}`);
-    const where = formatHostPort(req.addr, req.port);
     // Every datagram's destination passes the gate; a name costs a look-up, bounded per session.
     this.judge(pass(this.gate, { op: "send_to", host: req.addr, port: req.port }, this.lookups), (v) => {
       if (r.closed) return;
       if (v.ok) return this.sendDatagram(r, req.data, v.value);
+      const where = formatHostPort(req.addr, req.port); // only a refusal or an error names it
       if (v.refused) return this.deny(r.id, v.refused, where);
       if (v.code === "ELIMIT") this.ctx.metrics.udpDropped("lookups");
       this.error(r.id, v.code, `send_to ${where}: ${v.msg}`);
@@ -521,10 +521,9 @@ export class Session implements StreamOwner, UdpOwner, ListenerOwner {
     throw last ?? Object.assign(new Error("no free port inside bind_ports"), { code: "EADDRINUSE" });
   }
 
-  private listen(id: number, backlog: number): void {
+  private listen(id: number): void {
     const r = this.ids.get(id);
     if (!(r instanceof TcpListener)) return this.error(id, r ? "EBADREQ" : "EBADID", r ? `listen: id ${id} is not a listener` : `listen: unknown id ${id}`);
-    r.backlog = backlog; // Bun's listener has no backlog setting: accepted and advisory
     this.transport.send({ ev: "listening", id, port: r.port });
   }
 

@@ -3,7 +3,6 @@
 // the session dies), the drain a load balancer can see, and the server-wide memory budget with
 // sessions that each hold an incomplete message.
 import { describe, expect, test } from "bun:test";
-import type { udp } from "bun";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { connect, type Socket as NetSocket } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,7 +11,7 @@ import { encodeBinaryRequest } from "../src/protocol/binary.ts";
 import { TestClient } from "./helpers/client.ts";
 import { rawWebSocket } from "./helpers/raw-ws.ts";
 import { spawnServer } from "./helpers/spawn.ts";
-import { echoServer } from "./helpers/targets.ts";
+import { echoServer, udpFloodSource } from "./helpers/targets.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const MiB = 1024 * 1024;
@@ -29,25 +28,8 @@ describe("UDP toward a client that stops reading", () => {
     const child = await spawnServer(["--no-policy"]);
     const echo = echoServer();
     // A source that, once the relay says hello, floods it: 8 KiB datagrams, ~24 MB/s for 3 s.
-    const payload = new Uint8Array(8192).fill(0x42);
-    let sent = 0;
-    let flooding: ReturnType<typeof setInterval> | undefined;
-    const source: udp.Socket<"uint8array"> = await Bun.udpSocket({
-      hostname: "127.0.0.1",
-      port: 0,
-      binaryType: "uint8array",
-      socket: {
-        data(s, _d, port, addr) {
-          if (flooding) return;
-          const start = performance.now();
-          flooding = setInterval(() => {
-            if (performance.now() - start > 3000) return clearInterval(flooding);
-            for (let i = 0; i < 30; i++, sent++) s.send(payload, port, addr);
-          }, 10);
-        },
-        error() {},
-      },
-    });
+    const datagram = 8192;
+    const source = await udpFloodSource({ datagram, bytesPerSec: 3000 * datagram, ms: 3000 });
     const ws = await rawWebSocket(child.port);
     ws.sendBinary(encodeBinaryRequest({ op: "connect", id: 1, addr: "127.0.0.1", port: echo.port }));
     ws.sendBinary(encodeBinaryRequest({ op: "connect_udp", id: 2, addr: "127.0.0.1", port: source.port }));
@@ -55,14 +37,14 @@ describe("UDP toward a client that stops reading", () => {
     ws.pause(); // from now on the client reads nothing
     const before = child.rssBytes();
     ws.sendBinary(encodeBinaryRequest({ op: "send", id: 2, data: new Uint8Array([1]) })); // the flood starts
-    await waitFor(() => flooding !== undefined && sent * payload.length > 60 * MiB, { what: "60 MiB of datagrams sent", timeoutMs: 20_000, detail: () => sent });
+    await waitFor(() => source.sentBytes() > 60 * MiB, { what: "60 MiB of datagrams sent", timeoutMs: 20_000, detail: () => source.sentBytes() });
     const growth = child.rssBytes() - before;
     const dropped = await metric(child.url, 'wasmnet_udp_dropped_total{reason="backpressure"}');
-    console.log(`udp flood into a paused client: ${sent} datagrams sent, ${dropped} dropped for backpressure, RSS +${(growth / MiB).toFixed(1)} MiB`);
+    console.log(`udp flood into a paused client: ${source.sentBytes() / datagram} datagrams sent, ${dropped} dropped for backpressure, RSS +${(growth / MiB).toFixed(1)} MiB`);
     // Kernel buffers and the 1 MiB high watermark, not 60 MiB of queued datagrams. (Loopback
     // also drops some in the kernel when the relay's receive buffer is full: not counted here.)
     expect(growth).toBeLessThan(12 * MiB);
-    expect(dropped * payload.length).toBeGreaterThan(4 * MiB); // what would otherwise have queued
+    expect(dropped * datagram).toBeGreaterThan(4 * MiB); // what would otherwise have queued
     // The session was not closed for it: still one session, and its TCP stream still open.
     expect(await metric(child.url, "wasmnet_sessions")).toBe(1);
     expect(await metric(child.url, 'wasmnet_sockets{kind="tcp"}')).toBe(1);
@@ -71,8 +53,7 @@ describe("UDP toward a client that stops reading", () => {
     ws.sendBinary(encodeBinaryRequest({ op: "send", id: 1, data: new TextEncoder().encode("still here") }));
     await waitFor(() => ws.received() > got, "the TCP stream's echo once the client reads again");
     ws.close();
-    clearInterval(flooding);
-    source.close();
+    source.stop();
     echo.stop();
     await child.stop();
   }, 60_000);

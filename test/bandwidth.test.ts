@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parsePolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
+import { metricValue } from "./helpers/prometheus.ts";
 import { startServer } from "./helpers/server.ts";
 import { makePayload, sha256, sourceServer } from "./helpers/targets.ts";
 import { waitFor, withTimeout } from "./helpers/wait.ts";
@@ -179,9 +180,7 @@ describe("bandwidth limit (8 Mbps)", () => {
       expect(received).toBeLessThanOrEqual(maxDelivered);
       expect(dropped()).toBeGreaterThanOrEqual(n - maxDelivered);
       expect(received + dropped()).toBe(n);
-      const text = await (await fetch(new URL("/metrics", limited.url))).text();
-      const line = text.split("\n").find((l) => l.startsWith('wasmnet_udp_dropped_total{reason="bandwidth"} '));
-      expect(Number(line?.split(" ")[1])).toBeGreaterThanOrEqual(dropped());
+      expect(await metricValue(limited.url, "wasmnet_udp_dropped_total", { reason: "bandwidth" })).toBeGreaterThanOrEqual(dropped());
       expect(c.events.filter((e) => e.ev === "error")).toEqual([]); // dropped, never an error
     } finally {
       c.close();

@@ -1,24 +1,18 @@
 // Cluster-wide counters on a real redis-server (started here on a free loopback port): caps that
 // hold across instances and processes, leases that free themselves when their holder is killed,
 // Redis stopped or hung ("local" and "deny"), Redis back, and shared daily byte totals.
-// Without redis-server every test is skipped with a loud warning; under CI that is a failure.
+// Without redis-server every test is skipped with a loud warning; where CI requires it, they fail.
 import { RedisClient } from "bun";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Acquired, LimitSpec } from "../src/limits/counters.ts";
 import { RedisCounters, type RedisCountersOptions } from "../src/limits/redis-counters.ts";
-import { haveRedis, startRedis, warnNoRedis, type RedisProcess } from "./helpers/redis-server.ts";
+import { needing } from "./helpers/components.ts";
+import { startRedis, type RedisProcess } from "./helpers/redis-server.ts";
 import { DEFAULT_WAIT_MS, waitFor } from "./helpers/wait.ts";
 
-const it = haveRedis ? test : test.skip;
-if (!haveRedis) {
-  warnNoRedis("test/counters-redis.test.ts");
-  if (process.env.CI) {
-    test("redis-server is installed (required under CI)", () => {
-      throw new Error("redis-server is missing and CI is set: install redis-server");
-    });
-  }
-}
+const redisTests = needing("redis-server");
+const it = redisTests.test;
 
 /** waitFor, and how long the wait took (reported as a measurement, never asserted on). */
 async function waited(cond: () => unknown, what: string, timeoutMs = DEFAULT_WAIT_MS): Promise<number> {
@@ -73,7 +67,7 @@ async function timed(c: RedisCounters, specs: LimitSpec[]): Promise<[Acquired, n
 }
 
 beforeAll(async () => {
-  if (haveRedis) redis = await startRedis();
+  if (redisTests.available) redis = await startRedis();
 });
 
 afterEach(async () => {
@@ -82,7 +76,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  if (haveRedis) await redis.kill();
+  if (redisTests.available) await redis.kill();
 });
 
 describe("RedisCounters across instances", () => {

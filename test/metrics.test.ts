@@ -2,68 +2,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parsePolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
+import { parsePrometheus, scrape, value } from "./helpers/prometheus.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort } from "./helpers/targets.ts";
 import { waitFor } from "./helpers/wait.ts";
 
-interface Family {
-  help: string;
-  type: string;
-  samples: { labels: Record<string, string>; value: number }[];
-}
-
-/** A small parser for the Prometheus text exposition format (0.0.4); throws on anything else. */
-export function parsePrometheus(text: string): Map<string, Family> {
-  const families = new Map<string, Family>();
-  const fam = (name: string) => {
-    let f = families.get(name);
-    if (!f) families.set(name, (f = { help: "", type: "untyped", samples: [] }));
-    return f;
-  };
-  if (!text.endsWith("\n")) throw new Error("metrics text must end with a newline");
-  for (const [i, line] of text.slice(0, -1).split("\n").entries()) {
-    let m: RegExpExecArray | null;
-    if ((m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line))) {
-      fam(m[1]!).help = m[2]!;
-    } else if ((m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line))) {
-      const f = fam(m[1]!);
-      if (f.samples.length > 0) throw new Error(`line ${i + 1}: TYPE after samples`);
-      f.type = m[2]!;
-    } else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line))) {
-      const labels: Record<string, string> = {};
-      if (m[2]) {
-        const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/y;
-        let lm: RegExpExecArray | null;
-        while (re.lastIndex < m[2].length && (lm = re.exec(m[2]))) labels[lm[1]!] = lm[2]!.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
-        if (re.lastIndex !== m[2].length) throw new Error(`line ${i + 1}: bad labels ${JSON.stringify(m[2])}`);
-      }
-      const value = Number(m[3]);
-      if (Number.isNaN(value) && m[3] !== "NaN") throw new Error(`line ${i + 1}: bad value ${m[3]}`);
-      if (!families.has(m[1]!)) throw new Error(`line ${i + 1}: sample ${m[1]} without HELP/TYPE`);
-      fam(m[1]!).samples.push({ labels, value });
-    } else if (line !== "") {
-      throw new Error(`line ${i + 1}: not Prometheus text: ${JSON.stringify(line)}`);
-    }
-  }
-  return families;
-}
-
 let srv: Awaited<ReturnType<typeof startServer>>;
 const echo = echoServer();
-
-async function scrape(): Promise<Map<string, Family>> {
-  const r = await fetch(new URL("/metrics", srv.url));
-  expect(r.status).toBe(200);
-  expect(r.headers.get("content-type")).toContain("text/plain");
-  return parsePrometheus(await r.text());
-}
-
-function value(m: Map<string, Family>, name: string, labels: Record<string, string> = {}): number {
-  const f = m.get(name);
-  if (!f) return NaN;
-  const s = f.samples.find((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length);
-  return s ? s.value : 0;
-}
 
 beforeAll(async () => {
   const policy = parsePolicy(`[network]\ndeny = ["127.0.0.2", "*:25"]\nallow = ["*"]\nbind_ports = "1024-65535"\n`, "metrics.test.toml");
@@ -76,7 +21,7 @@ afterAll(async () => {
 
 describe("/metrics", () => {
   test("parses as Prometheus text with HELP and TYPE for every family", async () => {
-    const m = await scrape();
+    const m = await scrape(srv.url);
     for (const name of ["wasmnet_sessions", "wasmnet_sessions_total", "wasmnet_sockets", "wasmnet_bytes_total", "wasmnet_denials_total", "wasmnet_errors_total", "wasmnet_pool_total", "wasmnet_udp_dropped_total"]) {
       const f = m.get(name);
       expect(f).toBeDefined();
@@ -94,7 +39,7 @@ describe("/metrics", () => {
   });
 
   test("counters move with traffic: sessions, bytes, sockets by kind, denials by rule, errors by code", async () => {
-    const m0 = await scrape();
+    const m0 = await scrape(srv.url);
     const c = await TestClient.open(srv.wsUrl);
     expect((await c.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
     c.send({ op: "connect_udp", id: 2, addr: "127.0.0.1", port: echo.port });
@@ -104,7 +49,7 @@ describe("/metrics", () => {
     c.send({ op: "send", id: 1, data: new Uint8Array(1000) });
     await c.waitBytes(1, 1000);
 
-    const m1 = await scrape();
+    const m1 = await scrape(srv.url);
     expect(value(m1, "wasmnet_sessions") - value(m0, "wasmnet_sessions")).toBe(1);
     expect(value(m1, "wasmnet_sessions_total") - value(m0, "wasmnet_sessions_total")).toBe(1);
     expect(value(m1, "wasmnet_sockets", { kind: "tcp" })).toBe(1);
@@ -120,7 +65,7 @@ describe("/metrics", () => {
     expect(await c.connect(7, "127.0.0.1", freePort())).toMatchObject({ ev: "error", code: "ECONNREFUSED" });
     c.send({ op: "close", id: 99 });
     expect(await c.next(99)).toMatchObject({ ev: "error", code: "EBADID" });
-    const m2 = await scrape();
+    const m2 = await scrape(srv.url);
     const d = (rule: string) => value(m2, "wasmnet_denials_total", { rule }) - value(m0, "wasmnet_denials_total", { rule });
     expect(d("127.0.0.2")).toBe(2);
     expect(d("*:25")).toBe(1);
@@ -132,7 +77,7 @@ describe("/metrics", () => {
     // Everything closes with the session: the gauges come back down.
     c.close();
     await waitFor(() => srv.handler.ctx.metrics.sessions <= value(m0, "wasmnet_sessions"), "the session to be released");
-    const m3 = await scrape();
+    const m3 = await scrape(srv.url);
     expect(value(m3, "wasmnet_sessions")).toBe(value(m0, "wasmnet_sessions"));
     for (const kind of ["tcp", "tls", "udp", "listener", "inbound"]) expect(value(m3, "wasmnet_sockets", { kind })).toBe(0);
   });
@@ -140,7 +85,7 @@ describe("/metrics", () => {
 
 describe("sessions by protocol", () => {
   test("wasmnet_protocol_sessions{kind} counts each endpoint's sessions while they are open", async () => {
-    const before = await scrape();
+    const before = await scrape(srv.url);
     const open = async (path: string) => {
       const ws = new WebSocket(new URL(path, srv.wsUrl));
       ws.binaryType = "arraybuffer";
@@ -148,11 +93,11 @@ describe("sessions by protocol", () => {
       return ws;
     };
     const sockets = [await open("/"), await open("/wisp/"), await open("/posix/"), await open(`/ws/127.0.0.1:${echo.port}`)];
-    const m = await scrape();
+    const m = await scrape(srv.url);
     for (const kind of ["wasmnet", "wisp", "posix", "wsproxy"])
       expect([kind, value(m, "wasmnet_protocol_sessions", { kind }) - Math.max(0, value(before, "wasmnet_protocol_sessions", { kind }))]).toEqual([kind, 1]);
     for (const ws of sockets) ws.close();
-    await waitFor(async () => value(await scrape(), "wasmnet_protocol_sessions", { kind: "posix" }) === 0, "the posix session to be counted out");
+    await waitFor(async () => value(await scrape(srv.url), "wasmnet_protocol_sessions", { kind: "posix" }) === 0, "the posix session to be counted out");
   });
 });
 

@@ -7,14 +7,13 @@
 // they fail).
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import type { Socket } from "bun";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "../src/log.ts";
 import { parsePolicy } from "../src/policy/load.ts";
 import { launchBrowser, openPage, type Browser } from "./helpers/browser.ts";
 import { needing } from "./helpers/components.ts";
 import { dnsServer } from "./helpers/dns-server.ts";
-import { compileOnce, FIXTURES, POSIX_SOCKETS_FLAGS, servePage, type PageServer } from "./helpers/emscripten.ts";
+import { compileOnce, compilePosixClient, EXAMPLE_DIR, readmeEmccFlags, runPosixProgram, servePage, type PageServer, type ProgramLines } from "./helpers/emscripten.ts";
 import { startServer } from "./helpers/server.ts";
 import { echoServer, freePort, udpEcho, type Peer } from "./helpers/targets.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -42,9 +41,7 @@ beforeAll(async () => {
   if (!needs.available) return;
   udp = await udpEcho("127.0.0.1");
   udp6 = await udpEcho("::1");
-  const compiled = compileOnce(join(FIXTURES, "posix-client.c"), [...POSIX_SOCKETS_FLAGS, "--shell-file", join(FIXTURES, "shell.html")], {
-    inputs: [join(FIXTURES, "shell.html")],
-  });
+  const compiled = compilePosixClient();
   page = servePage(compiled);
   const policy = parsePolicy(
     `[network]
@@ -69,37 +66,9 @@ afterAll(async () => {
   silent.stop(true);
 });
 
-type Lines = () => Promise<string[]>;
-
-/**
- * Loads the program with `args` against wasmnet's /posix/ and returns its lines once it printed
- * DONE. When it prints "LISTENING <port>" (the listen check), `onListening` serves it.
- */
-async function runProgram(args: Record<string, string>, onListening?: (port: number, lines: Lines) => Promise<void>): Promise<{ lines: string[]; problems: string[] }> {
-  const query = new URLSearchParams({ bridge: `ws://127.0.0.1:${srv.port}/posix/`, ...args });
-  const { page: tab, problems } = await openPage(browser, `${page.url}?${query}`);
-  const lines: Lines = () => tab.evaluate(() => (window as unknown as { posixLines: string[] }).posixLines);
-  try {
-    if (onListening) {
-      let port = 0;
-      await waitFor(
-        async () => {
-          const l = await lines();
-          port = Number(l.find((x) => x.startsWith("LISTENING "))?.slice(10) ?? 0);
-          return port > 0 || l.includes("DONE");
-        },
-        { what: "the program to listen", timeoutMs: 45_000, detail: () => "" },
-      );
-      if (port > 0) await onListening(port, lines);
-    }
-    await waitFor(async () => (await lines()).includes("DONE"), { what: "the program to print DONE", timeoutMs: 45_000 });
-  } catch (e) {
-    throw new Error(`${String(e)}\nlines: ${JSON.stringify(await lines().catch(() => []))}\nproblems: ${JSON.stringify(problems.errors)}`);
-  }
-  const out = await lines();
-  await tab.close();
-  return { lines: out, problems: problems.errors };
-}
+/** Runs the program against wasmnet's /posix/ (see runPosixProgram). */
+const runProgram = (args: Record<string, string>, onListening?: (port: number, lines: ProgramLines) => Promise<void>) =>
+  runPosixProgram(browser, page, `ws://127.0.0.1:${srv.port}/posix/`, args, onListening);
 
 /** The test is the other end of the program's listen check: it dials in, says a line, reads the echo. */
 async function dialIn(port: number): Promise<string> {
@@ -186,15 +155,6 @@ describe("a C program built with emcc -sPROXY_POSIX_SOCKETS, through wasmnet's /
   );
 });
 
-const EXAMPLE = join(import.meta.dir, "../examples/emscripten");
-
-/** The flags of the README's `emcc http-and-dns.c …` line (test/posix-example.test.ts checks the line itself). */
-function readmeFlags(): string[] {
-  const readme = readFileSync(join(EXAMPLE, "README.md"), "utf8").replace(/\\\n\s*/g, " ");
-  const words = readme.split("\n").find((l) => l.trim().startsWith("emcc http-and-dns.c"))!.trim().split(/\s+/);
-  return words.slice(2, words.indexOf("-o")).map((w) => (w === "shell.html" ? join(EXAMPLE, "shell.html") : w));
-}
-
 describe("examples/emscripten, run as its README says", () => {
   needs.test(
     "an HTTP GET and a DNS query through /posix/ under a policy that allows just those; another port is EACCES",
@@ -205,7 +165,7 @@ describe("examples/emscripten, run as its README says", () => {
       const wasmnet = await startServer({
         policy: parsePolicy(`[network]\ndeny = ["*:25"]\nallow = ["127.0.0.1:${http.port}", "127.0.0.1:${dns.port}"]\n`, "example.toml"),
       });
-      const example = servePage(compileOnce(join(EXAMPLE, "http-and-dns.c"), readmeFlags(), { inputs: [join(EXAMPLE, "shell.html")] }));
+      const example = servePage(compileOnce(join(EXAMPLE_DIR, "http-and-dns.c"), readmeEmccFlags(), { inputs: [join(EXAMPLE_DIR, "shell.html")] }));
       try {
         const query = new URLSearchParams({ bridge: `ws://127.0.0.1:${wasmnet.port}/posix/` });
         const run = async (args: string) => {

@@ -8,7 +8,6 @@
 // Without emcc or Chromium the tests are skipped (where CI requires them, they fail).
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import type { ServerWebSocket } from "bun";
-import { join } from "node:path";
 import {
   AF,
   ERRNO,
@@ -34,9 +33,9 @@ import {
   type PosixRequest,
   type Sockaddr,
 } from "../src/protocol/posix.ts";
-import { launchBrowser, openPage, type Browser } from "./helpers/browser.ts";
+import { launchBrowser, type Browser } from "./helpers/browser.ts";
 import { needing } from "./helpers/components.ts";
-import { compileOnce, FIXTURES, POSIX_SOCKETS_FLAGS, servePage, type Compiled, type PageServer } from "./helpers/emscripten.ts";
+import { compilePosixClient, runPosixProgram, servePage, type Compiled, type PageServer } from "./helpers/emscripten.ts";
 
 const needs = needing("emcc", "chromium");
 
@@ -155,27 +154,13 @@ let browser: Browser;
 let fake: FakePeer;
 let bridge: ReturnType<typeof Bun.serve<undefined>>;
 
-/** Loads the program with `args` and returns its stdout lines once it printed DONE. */
-async function runProgram(args: Record<string, string>): Promise<{ lines: string[]; problems: string[] }> {
-  const query = new URLSearchParams({ bridge: `ws://127.0.0.1:${bridge.port}/posix/`, ...args });
-  const { page: tab, problems } = await openPage(browser, `${page.url}?${query}`);
-  try {
-    await tab.waitForFunction(() => (window as unknown as { posixLines: string[] }).posixLines.includes("DONE"), null, { timeout: 45_000 });
-  } catch (e) {
-    const lines = await tab.evaluate(() => (window as unknown as { posixLines: string[] }).posixLines).catch(() => []);
-    throw new Error(`the program did not finish: ${String(e)}\nlines: ${JSON.stringify(lines)}\nproblems: ${JSON.stringify(problems.errors)}`);
-  }
-  const lines = await tab.evaluate(() => (window as unknown as { posixLines: string[] }).posixLines);
-  await tab.close();
-  return { lines, problems: problems.errors };
-}
+/** Runs the program against the fake peer (see runPosixProgram). */
+const runProgram = (args: Record<string, string>) => runPosixProgram(browser, page, `ws://127.0.0.1:${bridge.port}/posix/`, args);
 
 describe("Emscripten 3.1.6 stub <-> posix codec, byte for byte", () => {
   beforeAll(async () => {
     if (!needs.available) return;
-    compiled = compileOnce(join(FIXTURES, "posix-client.c"), [...POSIX_SOCKETS_FLAGS, "--shell-file", join(FIXTURES, "shell.html")], {
-      inputs: [join(FIXTURES, "shell.html")],
-    });
+    compiled = compilePosixClient();
     page = servePage(compiled);
     bridge = Bun.serve({
       hostname: "127.0.0.1",

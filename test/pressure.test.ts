@@ -3,76 +3,51 @@
 // the session dies), the drain a load balancer can see, and the server-wide memory budget with
 // sessions that each hold an incomplete message.
 import { describe, expect, test } from "bun:test";
-import type { udp } from "bun";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { connect, type Socket as NetSocket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeBinaryRequest } from "../src/protocol/binary.ts";
 import { TestClient } from "./helpers/client.ts";
+import { metricValue } from "./helpers/prometheus.ts";
 import { rawWebSocket } from "./helpers/raw-ws.ts";
 import { spawnServer } from "./helpers/spawn.ts";
-import { echoServer } from "./helpers/targets.ts";
+import { echoServer, udpFloodSource } from "./helpers/targets.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 const MiB = 1024 * 1024;
-
-/** One metric sample from the server's /metrics, by exact series text (0 when absent). */
-async function metric(url: string, series: string): Promise<number> {
-  const text = await (await fetch(new URL("/metrics", url))).text();
-  const line = text.split("\n").find((l) => l.startsWith(series + " "));
-  return line ? Number(line.slice(series.length + 1)) : 0;
-}
 
 describe("UDP toward a client that stops reading", () => {
   test("datagrams above the high watermark are dropped and counted; RSS stays flat; the session and its TCP stream survive", async () => {
     const child = await spawnServer(["--no-policy"]);
     const echo = echoServer();
     // A source that, once the relay says hello, floods it: 8 KiB datagrams, ~24 MB/s for 3 s.
-    const payload = new Uint8Array(8192).fill(0x42);
-    let sent = 0;
-    let flooding: ReturnType<typeof setInterval> | undefined;
-    const source: udp.Socket<"uint8array"> = await Bun.udpSocket({
-      hostname: "127.0.0.1",
-      port: 0,
-      binaryType: "uint8array",
-      socket: {
-        data(s, _d, port, addr) {
-          if (flooding) return;
-          const start = performance.now();
-          flooding = setInterval(() => {
-            if (performance.now() - start > 3000) return clearInterval(flooding);
-            for (let i = 0; i < 30; i++, sent++) s.send(payload, port, addr);
-          }, 10);
-        },
-        error() {},
-      },
-    });
+    const datagram = 8192;
+    const source = await udpFloodSource({ datagram, bytesPerSec: 3000 * datagram, ms: 3000 });
     const ws = await rawWebSocket(child.port);
     ws.sendBinary(encodeBinaryRequest({ op: "connect", id: 1, addr: "127.0.0.1", port: echo.port }));
     ws.sendBinary(encodeBinaryRequest({ op: "connect_udp", id: 2, addr: "127.0.0.1", port: source.port }));
-    await waitFor(async () => (await metric(child.url, 'wasmnet_sockets{kind="udp"}')) === 1, "the UDP socket to be bound");
+    await waitFor(async () => (await metricValue(child.url, "wasmnet_sockets", { kind: "udp" })) === 1, "the UDP socket to be bound");
     ws.pause(); // from now on the client reads nothing
     const before = child.rssBytes();
     ws.sendBinary(encodeBinaryRequest({ op: "send", id: 2, data: new Uint8Array([1]) })); // the flood starts
-    await waitFor(() => flooding !== undefined && sent * payload.length > 60 * MiB, { what: "60 MiB of datagrams sent", timeoutMs: 20_000, detail: () => sent });
+    await waitFor(() => source.sentBytes() > 60 * MiB, { what: "60 MiB of datagrams sent", timeoutMs: 20_000, detail: () => source.sentBytes() });
     const growth = child.rssBytes() - before;
-    const dropped = await metric(child.url, 'wasmnet_udp_dropped_total{reason="backpressure"}');
-    console.log(`udp flood into a paused client: ${sent} datagrams sent, ${dropped} dropped for backpressure, RSS +${(growth / MiB).toFixed(1)} MiB`);
+    const dropped = await metricValue(child.url, "wasmnet_udp_dropped_total", { reason: "backpressure" });
+    console.log(`udp flood into a paused client: ${source.sentBytes() / datagram} datagrams sent, ${dropped} dropped for backpressure, RSS +${(growth / MiB).toFixed(1)} MiB`);
     // Kernel buffers and the 1 MiB high watermark, not 60 MiB of queued datagrams. (Loopback
     // also drops some in the kernel when the relay's receive buffer is full: not counted here.)
     expect(growth).toBeLessThan(12 * MiB);
-    expect(dropped * payload.length).toBeGreaterThan(4 * MiB); // what would otherwise have queued
+    expect(dropped * datagram).toBeGreaterThan(4 * MiB); // what would otherwise have queued
     // The session was not closed for it: still one session, and its TCP stream still open.
-    expect(await metric(child.url, "wasmnet_sessions")).toBe(1);
-    expect(await metric(child.url, 'wasmnet_sockets{kind="tcp"}')).toBe(1);
+    expect(await metricValue(child.url, "wasmnet_sessions")).toBe(1);
+    expect(await metricValue(child.url, "wasmnet_sockets", { kind: "tcp" })).toBe(1);
     ws.resume();
     const got = ws.received();
     ws.sendBinary(encodeBinaryRequest({ op: "send", id: 1, data: new TextEncoder().encode("still here") }));
     await waitFor(() => ws.received() > got, "the TCP stream's echo once the client reads again");
     ws.close();
-    clearInterval(flooding);
-    source.close();
+    source.stop();
     echo.stop();
     await child.stop();
   }, 60_000);
@@ -170,11 +145,11 @@ describe("the server-wide memory budget", () => {
     expect(refused).toBeGreaterThan(0);
     // Within the budget, plus what sessions admitted just before it was crossed could add.
     expect(peak).toBeLessThan((budgetMiB + 24) * MiB);
-    expect(await metric(child.url, "wasmnet_overloaded")).toBe(1);
+    expect(await metricValue(child.url, "wasmnet_overloaded")).toBe(1);
     // New streams on an existing session are refused while over it.
     expect(await early.connect(1, "127.0.0.1", echo.port)).toMatchObject({ ev: "error", code: "ELIMIT" });
     for (const s of held) s.destroy();
-    await waitFor(async () => (await metric(child.url, "wasmnet_overloaded")) === 0, { what: "the budget to clear once the sessions are gone", timeoutMs: 15_000 });
+    await waitFor(async () => (await metricValue(child.url, "wasmnet_overloaded")) === 0, { what: "the budget to clear once the sessions are gone", timeoutMs: 15_000 });
     const fresh = await TestClient.open(child.wsUrl);
     expect((await fresh.connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
     fresh.close();

@@ -3,10 +3,10 @@
 // still gets the limit — not a collapse to almost nothing because partial payments drained the
 // bucket. Real UDP source on 127.0.0.1, a real server, the limit measured on what the client got.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { udp } from "bun";
 import { parsePolicy } from "../src/policy/load.ts";
 import { TestClient } from "./helpers/client.ts";
 import { startServer } from "./helpers/server.ts";
+import { udpFloodSource } from "./helpers/targets.ts";
 
 const MBPS = 2; // 250,000 bytes/s: small enough to offer 5× without loading the machine
 const RATE = MBPS * 125_000;
@@ -23,39 +23,9 @@ beforeAll(async () => {
 });
 afterAll(() => srv.stop());
 
-/** A UDP source that, once a client's relay says hello, sends it `factor` × RATE for `ms`. */
-async function source(factor: number, ms: number, bursty: boolean) {
-  const payload = new Uint8Array(DATAGRAM).fill(7);
-  let sent = 0;
-  let timer: ReturnType<typeof setInterval> | undefined;
-  const socket: udp.Socket<"uint8array"> = await Bun.udpSocket({
-    hostname: "127.0.0.1",
-    port: 0,
-    binaryType: "uint8array",
-    socket: {
-      data(s, _d, port, addr) {
-        if (timer) return;
-        const perSec = (factor * RATE) / DATAGRAM;
-        // Evenly paced: every 10 ms its share. In bursts: every 250 ms a quarter second's worth at once.
-        const tick = bursty ? 250 : 10;
-        const start = performance.now();
-        // Paced by elapsed time, not by tick count: a late timer (a loaded machine) catches up,
-        // so what is offered over the window is what the test says it is.
-        timer = setInterval(() => {
-          const elapsed = performance.now() - start;
-          if (elapsed > ms) return clearInterval(timer);
-          const due = Math.floor((perSec * (bursty ? Math.floor(elapsed / tick) * tick : elapsed)) / 1000);
-          for (; sent < due; sent++) s.send(payload, port, addr);
-        }, tick);
-      },
-      error() {},
-    },
-  });
-  return { port: socket.port, sent: () => sent * DATAGRAM, stop: () => (clearInterval(timer), socket.close()) };
-}
-
 async function measure(factor: number, bursty: boolean): Promise<{ rate: number; offered: number }> {
-  const src = await source(factor, SKIP_MS + WINDOW_MS + 500, bursty);
+  // Evenly paced (every 10 ms its share), or in bursts (every 250 ms a quarter second's worth at once).
+  const src = await udpFloodSource({ datagram: DATAGRAM, bytesPerSec: factor * RATE, ms: SKIP_MS + WINDOW_MS + 500, burstMs: bursty ? 250 : undefined, fill: 7 });
   const c = await TestClient.open(srv.wsUrl);
   c.keepEvents = false;
   let t0 = 0;

@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 // (claims: sub, aud, iss, exp, and optionally "wasmnet": { "profile": …, "allow": [...] }).
 import { createToken } from "../../src/index.ts"; // in your app: from "wasmnet"
 import { readHs256Secret } from "../../src/auth/keys.ts";
+import { SessionStore } from "./sessions.ts";
 
 const dir = import.meta.dir;
 const { values: args } = parseArgs({
@@ -36,11 +37,12 @@ const ttlSecs = Number(args["ttl-secs"]);
 // Demo log-in: any user name with this password. A real app has its own users and sessions.
 const DEMO_PASSWORD = "demo";
 const USER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
-const sessions = new Map<string, string>(); // session cookie → user name
+const SESSION_SECS = 8 * 3600;
+const sessions = new SessionStore({ ttlMs: SESSION_SECS * 1000, maxSessions: 10_000 });
 
-function userOf(req: Request): string | null {
-  const m = /(?:^|;\s*)sid=([0-9a-f]{32})(?:;|$)/.exec(req.headers.get("cookie") ?? "");
-  return m ? (sessions.get(m[1]!) ?? null) : null;
+/** The request's session cookie, if it has one. */
+function sidOf(req: Request): string | null {
+  return /(?:^|;\s*)sid=([0-9a-f]{32})(?:;|$)/.exec(req.headers.get("cookie") ?? "")?.[1] ?? null;
 }
 
 const html = (body: string, status = 200, headers: Record<string, string> = {}) =>
@@ -64,17 +66,18 @@ const server = Bun.serve({
   port: Number(args.port),
   async fetch(req) {
     const path = new URL(req.url).pathname;
-    const user = userOf(req);
+    const sid = sidOf(req);
+    const user = sid ? sessions.userOf(sid) : null;
     if (req.method === "POST" && path === "/login") {
       const form = await req.formData();
       const name = String(form.get("user") ?? "");
       if (!USER_NAME.test(name) || form.get("password") !== DEMO_PASSWORD) return html(loginPage("Wrong user name or password."), 401);
-      const sid = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex");
-      sessions.set(sid, name);
-      return new Response(null, { status: 303, headers: { location: "/", "set-cookie": `sid=${sid}; Path=/; HttpOnly; SameSite=Strict` } });
+      const created = sessions.create(name);
+      const cookie = `sid=${created}; Path=/; Max-Age=${SESSION_SECS}; HttpOnly; SameSite=Strict`;
+      return new Response(null, { status: 303, headers: { location: "/", "set-cookie": cookie } });
     }
     if (req.method === "POST" && path === "/logout") {
-      for (const [sid, u] of sessions) if (u === user) sessions.delete(sid);
+      if (sid) sessions.end(sid); // this session only: anyone may log in under the same demo name
       return new Response(null, { status: 303, headers: { location: "/", "set-cookie": "sid=; Path=/; Max-Age=0" } });
     }
     if (req.method !== "GET") return new Response("method not allowed\n", { status: 405 });

@@ -79,8 +79,10 @@ static void http_get(const char *target) {
   ssize_t n;
   while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
     if (total == 0) {
-      size_t line = strcspn(buf, "\r\n");
-      snprintf(status, sizeof status, "%.*s", (int)(line < (size_t)n ? line : (size_t)n), buf);
+      // recv does not NUL-terminate: look for the line's end within the n bytes received only.
+      const char *cr = memchr(buf, '\r', (size_t)n), *lf = memchr(buf, '\n', (size_t)n);
+      const char *end = cr && (!lf || cr < lf) ? cr : lf ? lf : buf + n;
+      snprintf(status, sizeof status, "%.*s", (int)(end - buf), buf);
     }
     total += n;
   }

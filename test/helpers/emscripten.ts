@@ -1,15 +1,19 @@
 // Emscripten for the POSIX-sockets tests: compile a C program once per (source, flags, emcc
-// version) into a cache directory under the OS temp dir, and serve the output from a
-// cross-origin-isolated page (COOP/COEP), which pthreads need for SharedArrayBuffer.
+// version) into a cache directory under the OS temp dir, serve the output from a
+// cross-origin-isolated page (COOP/COEP), which pthreads need for SharedArrayBuffer, and run
+// the posix-client fixture in a browser tab. Also the emcc line of examples/emscripten/README.md.
 // Whether emcc is here (skip, or fail where CI requires it) is decided by helpers/components.ts:
 // `needing("emcc")`.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { openPage, type Browser } from "./browser.ts";
 import { component } from "./components.ts";
+import { waitFor } from "./wait.ts";
 
 export const FIXTURES = join(import.meta.dir, "../fixtures/posix");
+export const EXAMPLE_DIR = join(import.meta.dir, "../../examples/emscripten");
 
 /** The flags that make a program's BSD sockets go over the WebSocket bridge. */
 export const POSIX_SOCKETS_FLAGS = ["-lwebsocket", "-sPROXY_POSIX_SOCKETS", "-pthread", "-sPROXY_TO_PTHREAD"];
@@ -111,4 +115,64 @@ export function servePage(compiled: Compiled): PageServer {
     },
   });
   return { url: `http://127.0.0.1:${server.port}/${compiled.main}`, port: server.port!, stop: () => server.stop(true) };
+}
+
+/** test/fixtures/posix/posix-client.c, built for the bridge with the fixture's shell page. */
+export function compilePosixClient(): Compiled {
+  const shell = join(FIXTURES, "shell.html");
+  return compileOnce(join(FIXTURES, "posix-client.c"), [...POSIX_SOCKETS_FLAGS, "--shell-file", shell], { inputs: [shell] });
+}
+
+/** The program's stdout lines so far (the fixture's shell page keeps them in window.posixLines). */
+export type ProgramLines = () => Promise<string[]>;
+
+/**
+ * Loads the posix-client page with `args` against the bridge at `bridge` (a ws:// URL) and
+ * returns its lines once it printed DONE, with the page's errors. When it prints
+ * "LISTENING <port>" (the listen check), `onListening` serves it before the wait for DONE.
+ */
+export async function runPosixProgram(
+  browser: Browser,
+  page: PageServer,
+  bridge: string,
+  args: Record<string, string>,
+  onListening?: (port: number, lines: ProgramLines) => Promise<void>,
+): Promise<{ lines: string[]; problems: string[] }> {
+  const query = new URLSearchParams({ bridge, ...args });
+  const { page: tab, problems } = await openPage(browser, `${page.url}?${query}`);
+  const lines: ProgramLines = () => tab.evaluate(() => (window as unknown as { posixLines: string[] }).posixLines);
+  try {
+    if (onListening) {
+      let port = 0;
+      await waitFor(
+        async () => {
+          const l = await lines();
+          port = Number(l.find((x) => x.startsWith("LISTENING "))?.slice(10) ?? 0);
+          return port > 0 || l.includes("DONE");
+        },
+        { what: "the program to listen", timeoutMs: 45_000, detail: () => "" },
+      );
+      if (port > 0) await onListening(port, lines);
+    }
+    await waitFor(async () => (await lines()).includes("DONE"), { what: "the program to print DONE", timeoutMs: 45_000 });
+  } catch (e) {
+    throw new Error(`${String(e)}\nlines: ${JSON.stringify(await lines().catch(() => []))}\nproblems: ${JSON.stringify(problems.errors)}`);
+  }
+  const out = await lines();
+  await tab.close();
+  return { lines: out, problems: problems.errors };
+}
+
+/** examples/emscripten/README.md's `emcc http-and-dns.c …` command, continuation lines joined, split into words. */
+export function readmeEmccCommand(): string[] {
+  const readme = readFileSync(join(EXAMPLE_DIR, "README.md"), "utf8").replace(/\\\n\s*/g, " ");
+  const line = readme.split("\n").find((l) => l.trim().startsWith("emcc http-and-dns.c"));
+  if (!line) throw new Error("examples/emscripten/README.md has no `emcc http-and-dns.c` line");
+  return line.trim().split(/\s+/);
+}
+
+/** The flags of that command (between the source and -o), shell.html made absolute. */
+export function readmeEmccFlags(words = readmeEmccCommand()): string[] {
+  const o = words.indexOf("-o");
+  return words.slice(2, o < 0 ? undefined : o).map((w) => (w === "shell.html" ? join(EXAMPLE_DIR, "shell.html") : w));
 }

@@ -1,18 +1,15 @@
 // A real redis-server on a free loopback port, no persistence, for the cluster-limit tests.
-// Without redis-server those tests are skipped with a loud warning, except under CI, where a
-// missing redis-server is a failure (CI installs it).
+// Whether redis-server is here (skip, or fail where CI requires it) is decided by
+// helpers/components.ts: `needing("redis-server")`; start it only when that says available.
 import type { Subprocess } from "bun";
+import { component } from "./components.ts";
 import { freePort } from "./targets.ts";
 
-export const REDIS_SERVER = Bun.which("redis-server") ?? "";
-export const haveRedis = REDIS_SERVER !== "";
-
-export function warnNoRedis(file: string): void {
-  const line = "!".repeat(78);
-  console.warn(
-    `\n${line}\n${file}: redis-server is missing, so the Redis tests are SKIPPED (not passed).\n` +
-      `Install it with: apt-get install -y redis-server\n${line}\n`,
-  );
+/** The redis-server executable components.ts found (it answered --version). */
+function redisServer(): string {
+  const c = component("redis-server");
+  if (!c.path) throw new Error(c.why);
+  return c.path;
 }
 
 export interface RedisProcess {
@@ -29,7 +26,7 @@ export interface RedisProcess {
 export async function startRedis(port?: number): Promise<RedisProcess> {
   for (let attempt = 0; ; attempt++) {
     const p = port ?? freePort();
-    const proc = Bun.spawn([REDIS_SERVER, "--port", String(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], {
+    const proc = Bun.spawn([redisServer(), "--port", String(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",

@@ -164,6 +164,56 @@ export async function udpPeer(hostname: string, echo = true): Promise<Peer> {
   return { port: socket.port, socket, got, stop: () => socket.close() };
 }
 
+export interface FloodSource {
+  port: number;
+  /** Bytes sent so far. */
+  sentBytes(): number;
+  stop(): void;
+}
+
+/**
+ * A UDP source on 127.0.0.1 that, once the first datagram arrives (the relay saying hello),
+ * sends `datagram`-byte datagrams back to its sender at `bytesPerSec` for `ms`. With `burstMs`
+ * it sends each `burstMs` of its share at once, otherwise every 10 ms.
+ * Paced by elapsed time, not by tick count: a late timer (a loaded machine) catches up, so what
+ * is offered over the run is `bytesPerSec` × `ms`, whatever the timer's accuracy.
+ */
+export async function udpFloodSource(opts: { datagram: number; bytesPerSec: number; ms: number; burstMs?: number; fill?: number }): Promise<FloodSource> {
+  const payload = new Uint8Array(opts.datagram).fill(opts.fill ?? 0x42);
+  const perSec = opts.bytesPerSec / opts.datagram;
+  const tick = opts.burstMs ?? 10;
+  let sent = 0;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let stopped = false;
+  const socket: udp.Socket<"uint8array"> = await Bun.udpSocket({
+    hostname: "127.0.0.1",
+    port: 0,
+    binaryType: "uint8array",
+    socket: {
+      data(s, _d, port, addr) {
+        if (timer || stopped) return;
+        const start = performance.now();
+        const due = (elapsed: number) => Math.floor((perSec * (opts.burstMs ? Math.floor(elapsed / tick) * tick : elapsed)) / 1000);
+        timer = setInterval(() => {
+          const elapsed = Math.min(performance.now() - start, opts.ms);
+          for (const n = due(elapsed); sent < n; sent++) s.send(payload, port, addr);
+          if (elapsed >= opts.ms) clearInterval(timer);
+        }, tick);
+      },
+      error() {},
+    },
+  });
+  return {
+    port: socket.port,
+    sentBytes: () => sent * opts.datagram,
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+      socket.close();
+    },
+  };
+}
+
 /** A UDP echo server. */
 export const udpEcho = (hostname = "127.0.0.1") => udpPeer(hostname, true);
 

@@ -53,6 +53,10 @@ export class Admission {
     const origin = req.headers.get("origin");
     if (allowedOrigins !== null && (origin === null || !allowedOrigins.includes(origin))) return no(403, `origin ${origin ?? "(none)"} is not in allowed_origins`);
     if (memory.overloaded(true)) return no(503, "server is over its memory budget; try again later");
+    const remote = clientIp(server.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for"), trustedProxies);
+    // Before the token is verified (a signature check each) and the counters asked: a flood of
+    // checks, with good tokens or bad, is cut here.
+    if (!count && !this.checks.allow(remote)) return no(429, `too many admission checks from ${remote}; try again later`);
 
     try {
       await policies.ready();
@@ -65,7 +69,6 @@ export class Admission {
       this.ctx.log.info("upgrade refused", { status: auth.status, why: auth.description, path: redactedPath(req.url) });
       return { ok: false, response: authFailureResponse(auth) };
     }
-    const remote = clientIp(server.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for"), trustedProxies);
     let identity: Identity = anonymous(remote);
     if (auth.identity !== null) {
       let allow = null;
@@ -78,7 +81,6 @@ export class Admission {
       identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow };
     }
     const profile = policyFor(top, identity.profile) ?? top;
-    if (!count && !this.checks.allow(remote)) return no(429, `too many admission checks from ${remote}; try again later`);
 
     const specs: LimitSpec[] = [
       { key: "sessions", max: top.limits.maxSessions },

@@ -63,6 +63,9 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
     const r = route(new URL(req.url).pathname);
     if (r.kind === "bad") return admission.refuse(400, r.why, req);
     const isUpgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
+    // A handshake server.upgrade() would turn down is refused before admission takes a session unit.
+    const problem = isUpgrade ? handshakeProblem(req) : null;
+    if (problem !== null) return admission.refuse(problem.status, problem.why, req, problem.status === 426 ? { "sec-websocket-version": "13" } : undefined);
     const a = await admission.admit(req, server, isUpgrade);
     if (!a.ok) return a.response;
     if (!isUpgrade) return admission.refuse(426, "expected a WebSocket upgrade", req);
@@ -214,6 +217,18 @@ function selectProtocol(r: WsRoute, offered: string[], anyOffered: boolean): { p
   }
   if (r.kind === "wisp") return { protocol: offered.includes("wisp-v2") ? "wisp-v2" : offered[0]! };
   return { protocol: offered.includes("wasmnet") ? "wasmnet" : offered[0]! };
+}
+
+// RFC 6455 4.1: the key is 16 random bytes, base64 (24 characters ending "=="); Bun's upgrade
+// refuses any other key, and any version but 13.
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+/** What is wrong with a WebSocket handshake request that server.upgrade() would refuse, or null. */
+function handshakeProblem(req: Request): { status: 400 | 426; why: string } | null {
+  const key = req.headers.get("sec-websocket-key");
+  if (key === null || !WEBSOCKET_KEY.test(key.trim())) return { status: 400, why: "the upgrade has no valid Sec-WebSocket-Key" };
+  if (req.headers.get("sec-websocket-version")?.trim() !== "13") return { status: 426, why: "expected Sec-WebSocket-Version 13" };
+  return null;
 }
 
 /** Start-up warnings about a policy that leaves the server more open than intended. */

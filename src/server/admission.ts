@@ -14,7 +14,6 @@ import { ADMISSION_CHECK_BURST, ADMISSION_CHECKS_PER_SEC } from "../constants.ts
 import { EMPTY_LEASE, type Lease, type LimitSpec } from "../limits/counters.ts";
 import { KeyedRate } from "../limits/keyed-rate.ts";
 import { policyFor } from "../policy/load.ts";
-import { parseTokenAllow, TokenAllowError } from "../policy/token-allow.ts";
 import type { SessionContext } from "../session/context.ts";
 import { anonymous, type Identity } from "../session/identity.ts";
 import type { PolicyStore } from "./policy-store.ts";
@@ -71,14 +70,8 @@ export class Admission {
     }
     let identity: Identity = anonymous(remote);
     if (auth.identity !== null) {
-      let allow = null;
-      try {
-        allow = auth.allow === null ? null : parseTokenAllow(auth.allow);
-      } catch (e) {
-        return this.unauthorized(req, e instanceof TokenAllowError ? e.message : "wasmnet.allow is invalid");
-      }
       if (auth.profile !== null && !top.profiles.has(auth.profile)) return this.unauthorized(req, `unknown profile "${auth.profile}"`);
-      identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow };
+      identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow: auth.allow };
     }
     const profile = policyFor(top, identity.profile) ?? top;
 

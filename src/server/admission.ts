@@ -31,12 +31,24 @@ export class Admission {
 
   constructor(private readonly ctx: SessionContext & { policies: PolicyStore }) {}
 
+  /** A plain-text refusal, counted and logged. */
   refuse(status: number, why: string, req?: Request, headers?: Record<string, string>): Response {
-    this.ctx.metrics.refusedSession(status);
-    // Paths are logged without their query: a token may ride in it.
-    this.ctx.log.info("upgrade refused", { status, why, ...(req ? { path: redactedPath(req.url) } : {}) });
     // Readable from any origin: a page using the client learns why it was refused.
-    return new Response(why + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8", "access-control-allow-origin": "*", ...headers } });
+    const response = new Response(why + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8", "access-control-allow-origin": "*", ...headers } });
+    return this.counted(response, why, req);
+  }
+
+  /** Every refusal passes here once: counted in /metrics, logged. */
+  private counted(response: Response, why: string, req: Request | undefined): Response {
+    this.ctx.metrics.refusedSession(response.status);
+    // Paths are logged without their query: a token may ride in it.
+    this.ctx.log.info("upgrade refused", { status: response.status, why, ...(req ? { path: redactedPath(req.url) } : {}) });
+    return response;
+  }
+
+  /** A token refusal: 401 with its Bearer challenge, or 431. */
+  private unauthorized(req: Request, failure: { status: 401 | 431; description: string }): Admitted {
+    return { ok: false, response: this.counted(authFailureResponse(failure), failure.description, req) };
   }
 
   /**
@@ -63,17 +75,16 @@ export class Admission {
       return no(503, "the server's token keys could not be loaded");
     }
     const auth = await authenticateRequest(req, top.auth, policies.keys);
-    if (!auth.ok) {
-      this.ctx.metrics.refusedSession(auth.status);
-      this.ctx.log.info("upgrade refused", { status: auth.status, why: auth.description, path: redactedPath(req.url) });
-      return { ok: false, response: authFailureResponse(auth) };
-    }
+    if (!auth.ok) return this.unauthorized(req, auth);
     let identity: Identity = anonymous(remote);
+    let profile = top;
     if (auth.identity !== null) {
-      if (auth.profile !== null && !top.profiles.has(auth.profile)) return this.unauthorized(req, `unknown profile "${auth.profile}"`);
+      // A profile this policy does not have is refused: never quietly the top level, which may grant more.
+      const named = policyFor(top, auth.profile);
+      if (named === null) return this.unauthorized(req, { status: 401, description: `unknown profile "${auth.profile}"` });
+      profile = named;
       identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow: auth.allow };
     }
-    const profile = policyFor(top, identity.profile) ?? top;
 
     const specs: LimitSpec[] = [
       { key: "sessions", max: top.limits.maxSessions },
@@ -93,11 +104,5 @@ export class Admission {
       return { ok: true, remote, identity, lease: EMPTY_LEASE, protocols: auth.protocols };
     }
     return { ok: true, remote, identity, lease: got.lease, protocols: auth.protocols };
-  }
-
-  private unauthorized(req: Request, description: string): Admitted {
-    this.ctx.metrics.refusedSession(401);
-    this.ctx.log.info("upgrade refused", { status: 401, why: description, path: redactedPath(req.url) });
-    return { ok: false, response: authFailureResponse({ status: 401, description }) };
   }
 }

@@ -50,6 +50,25 @@ test("createServer serves /healthz and turns it 503 while stopping", async () =>
   await srv.stop();
 });
 
+test("drain() called twice returns one promise, and it resolves once the last session is gone", async () => {
+  const { createServer } = await import("../src/index.ts");
+  const { waitFor } = await import("./helpers/wait.ts");
+  const srv = await createServer({ hostname: "127.0.0.1", port: 0, logger: silentLogger }).listen();
+  try {
+    const c = await TestClient.open(`ws://127.0.0.1:${srv.port}/`);
+    const first = srv.handler.drain(60);
+    const second = srv.handler.drain(60);
+    expect(second).toBe(first);
+    const settled: string[] = [];
+    void first.then(() => settled.push("first"));
+    void second.then(() => settled.push("second"));
+    c.close();
+    await waitFor(() => settled.length === 2, { what: "both drain() promises to resolve", detail: () => settled });
+  } finally {
+    await srv.stop();
+  }
+});
+
 test("a policy that leaves internal addresses reachable is warned about at start-up", async () => {
   const { createLogger } = await import("../src/log.ts");
   const { loadPolicyFile, defaultPolicy } = await import("../src/policy/load.ts");

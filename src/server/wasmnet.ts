@@ -35,7 +35,8 @@ export interface Wasmnet {
   /**
    * Drain: new sessions are refused (503, and /healthz answers 503 so a load balancer moves
    * traffic away), open sessions go on for `secs` (default [server] drain_secs), then the rest
-   * are closed with 1001. Resolves when every session is gone.
+   * are closed with 1001. Resolves when every session is gone. Called again, it returns the
+   * first call's promise (the first `secs` holds).
    */
   drain(secs?: number): Promise<void>;
   /** End a drain now (or start one that ends now): every session closed with 1001. */
@@ -58,6 +59,8 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   const wispKey: NonNullable<WispConfig["keyAuth"]> = (answer, challenge) => checkKey(policies.current.wisp.users, answer, challenge);
   warnAboutPolicy(ctx, options.noPolicy === true);
   let drained: (() => void) | null = null;
+  // One drain per handler: a second call returns the first one's promise (its own would never settle).
+  let draining: Promise<void> | null = null;
 
   const upgrade = async (req: Request, server: Server<WsData>): Promise<Response | undefined> => {
     const r = route(new URL(req.url).pathname);
@@ -177,17 +180,18 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       return admission.draining;
     },
     drain(secs = policies.current.server.drainSecs) {
+      if (draining !== null) return draining;
       admission.draining = true;
       log.info("draining", { sessions: sockets.size, secs });
-      if (sockets.size === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
+      if (sockets.size === 0) return (draining = Promise.resolve());
+      return (draining = new Promise<void>((resolve) => {
         const timer = setTimeout(drainNow, secs * 1000);
         drained = () => {
           clearTimeout(timer);
           drained = null;
           resolve();
         };
-      });
+      }));
     },
     drainNow,
     async reload() {

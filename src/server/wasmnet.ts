@@ -199,6 +199,7 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       if (r.ok) {
         metrics.reloads.ok++;
         log.info("policy reloaded", { source: r.source });
+        if (r.restartNeeded.length > 0) log.warn("these settings changed but keep their start-up values until a restart", { settings: r.restartNeeded });
       } else {
         metrics.reloads.error++;
         log.error("policy reload failed; the running policy stays", { error: r.error });

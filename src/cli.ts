@@ -4,7 +4,7 @@ import { defineCommand, runMain } from "citty";
 import { createLogger, isLogLevel, type LogLevel } from "./log.ts";
 import { UnknownProfileError, checkDestinations, formatPolicy } from "./policy/check.ts";
 import { loadPolicyFile, PolicyFileError } from "./policy/load.ts";
-import { parseTokenAllow } from "./policy/token-allow.ts";
+import type { Entry } from "./policy/entry.ts";
 import { loadKeyRing } from "./auth/keys.ts";
 import { verifyToken } from "./auth/verify.ts";
 import { serve } from "./cli-serve.ts";
@@ -41,7 +41,7 @@ const policyCheck = defineCommand({
     } catch (e) {
       fail(e instanceof PolicyFileError ? e.message : String(e));
     }
-    const view: { profile: string | null; tokenAllow?: ReturnType<typeof parseTokenAllow> | null } = { profile: typeof args.profile === "string" ? args.profile : null };
+    const view: { profile: string | null; tokenAllow?: Entry[] | null } = { profile: typeof args.profile === "string" ? args.profile : null };
     if (typeof args.token === "string") {
       let keys;
       try {
@@ -53,12 +53,8 @@ const policyCheck = defineCommand({
       if (!v.ok) fail(`--token: refused (${v.status}): ${v.description}`);
       if (view.profile !== null && view.profile !== v.profile) fail(`--token carries profile ${JSON.stringify(v.profile)}, not --profile ${view.profile}`);
       view.profile = v.profile;
-      try {
-        view.tokenAllow = v.allow === null ? null : parseTokenAllow(v.allow);
-      } catch (e) {
-        fail(`--token: ${(e as Error).message}`);
-      }
-      process.stdout.write(`token: sub ${JSON.stringify(v.identity)}, profile ${v.profile ?? "(top level)"}, allow ${v.allow === null ? "(no narrowing)" : JSON.stringify(v.allow)}\n`);
+      view.tokenAllow = v.allow;
+      process.stdout.write(`token: sub ${JSON.stringify(v.identity)}, profile ${v.profile ?? "(top level)"}, allow ${v.allow === null ? "(no narrowing)" : JSON.stringify(v.allow.map((e) => e.text))}\n`);
     }
     let settings: string;
     try {

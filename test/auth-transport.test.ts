@@ -143,7 +143,6 @@ describe("authenticateRequest and the handshake", () => {
       identity: null,
       profile: null,
       allow: null,
-      expiresAt: null,
       protocols: ["wisp-v2"],
     });
     expect(await authenticateRequest(req(`/?token=${good}`), auth(), keys)).toMatchObject({ ok: true, identity: "alice", profile: "free" });

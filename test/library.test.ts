@@ -50,6 +50,52 @@ test("createServer serves /healthz and turns it 503 while stopping", async () =>
   await srv.stop();
 });
 
+test("drain() called twice returns one promise, and it resolves once the last session is gone", async () => {
+  const { createServer } = await import("../src/index.ts");
+  const { waitFor } = await import("./helpers/wait.ts");
+  const srv = await createServer({ hostname: "127.0.0.1", port: 0, logger: silentLogger }).listen();
+  try {
+    const c = await TestClient.open(`ws://127.0.0.1:${srv.port}/`);
+    const first = srv.handler.drain(60);
+    const second = srv.handler.drain(60);
+    expect(second).toBe(first);
+    const settled: string[] = [];
+    void first.then(() => settled.push("first"));
+    void second.then(() => settled.push("second"));
+    c.close();
+    await waitFor(() => settled.length === 2, { what: "both drain() promises to resolve", detail: () => settled });
+  } finally {
+    await srv.stop();
+  }
+});
+
+test("a reload that changes a start-up-only setting (max_memory_mb) says it needs a restart; one that changes only live settings does not", async () => {
+  const { createLogger } = await import("../src/log.ts");
+  const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "wasmnet-reload-"));
+  const file = join(dir, "policy.toml");
+  const write = (memoryMb: number, maxSessions: number) => writeFileSync(file, `[network]\ndeny = ["nonpublic"]\n[limits]\nmax_memory_mb = ${memoryMb}\nmax_sessions = ${maxSessions}\n`);
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("info", (l) => void lines.push(JSON.parse(l)));
+  try {
+    write(256, 10);
+    const net = wasmnet({ policy: file, logger });
+    const restartWarnings = () => lines.filter((l) => String(l.msg).includes("until a restart"));
+    write(256, 20); // max_sessions is read at every admission
+    expect(await net.reload()).toMatchObject({ ok: true, restartNeeded: [] });
+    expect(restartWarnings()).toEqual([]);
+    write(512, 20);
+    expect(await net.reload()).toMatchObject({ ok: true, restartNeeded: ["limits.max_memory_mb"] });
+    expect(restartWarnings()).toMatchObject([{ level: "warn", settings: ["limits.max_memory_mb"] }]);
+    // The running budget is still the start-up one, as the warning says.
+    expect(net.ctx.memory.budget).toBe(256 * 1024 * 1024);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a policy that leaves internal addresses reachable is warned about at start-up", async () => {
   const { createLogger } = await import("../src/log.ts");
   const { loadPolicyFile, defaultPolicy } = await import("../src/policy/load.ts");

@@ -33,16 +33,19 @@ async function client(url: string, framing: "json" | "binary" = "json", headers?
   return c;
 }
 
-/** The HTTP status line of a raw WebSocket upgrade request (101, or the refusal). */
+/** The HTTP status line of a raw WebSocket upgrade request (101, or the refusal). `headers` add to or replace the handshake's; "" drops one. */
 async function upgradeStatus(port: number, headers: Record<string, string> = {}): Promise<number> {
+  const handshake: Record<string, string> = {
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64"),
+    ...headers,
+  };
   const lines = [
     "GET / HTTP/1.1",
     `Host: 127.0.0.1:${port}`,
-    "Upgrade: websocket",
-    "Connection: Upgrade",
-    "Sec-WebSocket-Version: 13",
-    `Sec-WebSocket-Key: ${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64")}`,
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    ...Object.entries(handshake).filter(([, v]) => v !== "").map(([k, v]) => `${k}: ${v}`),
   ];
   let got = "";
   const { promise, resolve, reject } = Promise.withResolvers<number>();
@@ -125,6 +128,33 @@ describe("session limits", () => {
     expect((await (await client(srv.wsUrl)).connect(1, "127.0.0.1", echo.port)).ev).toBe("connected");
     // The checks come back with time: one every 1/ADMISSION_CHECKS_PER_SEC s.
     await waitFor(async () => (await fetch(srv.url)).status === 426, { what: "an admission check allowed again", timeoutMs: 5000 });
+  });
+
+  test("a flood of plain GET checks with a bad token is limited too: 429 past the burst, before the token is looked at", async () => {
+    const srv = await server("[limits]\nmax_sessions_per_ip = 50\n");
+    const started = performance.now();
+    let unauthorized = 0;
+    let refused: Response | null = null;
+    while (refused === null && unauthorized < 10 * ADMISSION_CHECK_BURST) {
+      const r = await fetch(srv.url, { headers: { authorization: "Bearer not.a.token" } });
+      if (r.status === 401) unauthorized++;
+      else refused = r;
+    }
+    const refilled = ((performance.now() - started) / 1000) * ADMISSION_CHECKS_PER_SEC;
+    expect(unauthorized).toBeGreaterThanOrEqual(ADMISSION_CHECK_BURST);
+    expect(unauthorized).toBeLessThanOrEqual(ADMISSION_CHECK_BURST + Math.ceil(refilled));
+    expect([refused?.status, (await refused?.text())?.trim()]).toEqual([429, "too many admission checks from 127.0.0.1; try again later"]);
+  });
+
+  test("an upgrade without a valid Sec-WebSocket-Key is refused with 400 before it takes a session unit; a wrong version with 426", async () => {
+    const srv = await server("[limits]\nmax_sessions = 1\n");
+    for (const key of ["", "abc", "x".repeat(24)]) expect(await upgradeStatus(srv.port, { "Sec-WebSocket-Key": key })).toBe(400);
+    expect(await upgradeStatus(srv.port, { "Sec-WebSocket-Version": "8" })).toBe(426);
+    // With the one session slot taken, admission would answer 503: the handshake is refused first.
+    const a = await client(srv.wsUrl);
+    expect(await upgradeStatus(srv.port, { "Sec-WebSocket-Key": "abc" })).toBe(400);
+    expect(await upgradeStatus(srv.port)).toBe(503);
+    void a;
   });
 
   test("max_sessions: the upgrade is refused with 503", async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { canonicalIp } from "../src/policy/address.ts";
+import ipaddr from "ipaddr.js";
+import { canonicalIp, parseIp } from "../src/policy/address.ts";
 import {
   ALLOW_ALL,
   DEFAULT_ALLOW,
@@ -11,7 +12,7 @@ import {
   decideName,
   filterResolved,
 } from "../src/policy/decide.ts";
-import { NONPUBLIC_RANGES } from "../src/policy/nonpublic.ts";
+import { NONPUBLIC_RANGES, nonpublicRange } from "../src/policy/nonpublic.ts";
 
 const DEFAULT = compileRules(DEFAULT_DENY, DEFAULT_ALLOW);
 const GH = compileRules(["nonpublic"], ["*.github.com"]);
@@ -185,6 +186,15 @@ describe("decideAddress table", () => {
           decideAddress(DEFAULT, null, canonicalIp(input)!, 80).reason.includes(`(${r.cidr})`),
       );
       expect(hit ? r.cidr : `missing ${r.cidr}`).toBe(r.cidr);
+    }
+  });
+  test("nonpublicRange: asked again for the same address object, or for another object of the same address, the same answer", () => {
+    for (const a of ["127.0.0.1", "::1", "fd00::1", "8.8.8.8", "2606:4700::1"]) {
+      const ip = parseIp(a)!;
+      const first = nonpublicRange(ip);
+      expect(nonpublicRange(ip)).toBe(first);
+      expect(nonpublicRange(ipaddr.process(a))).toBe(first);
+      expect(first === null).toBe(a === "8.8.8.8" || a === "2606:4700::1");
     }
   });
   test("decideAddress canonicalises a non-canonical address itself", () => {

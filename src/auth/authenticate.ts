@@ -5,6 +5,7 @@
 //     client that sent a token meant to be someone; quietly making it anonymous would hide an
 //     expired or mis-signed token behind weaker limits);
 //   - conflicting tokens: 401 (see transport.ts).
+import type { Entry } from "../policy/entry.ts";
 import type { AuthConfig } from "./config.ts";
 import type { KeyRing } from "./keys.ts";
 import { tokenFromRequest } from "./transport.ts";
@@ -15,8 +16,7 @@ export type AuthOutcome =
       ok: true;
       identity: string | null; // `sub`; null: anonymous (key limits by client IP)
       profile: string | null;
-      allow: string[] | null;
-      expiresAt: number | null; // Unix seconds; null when anonymous
+      allow: Entry[] | null; // the token's wasmnet.allow, parsed; null: no narrowing
       protocols: string[]; // offered subprotocols without bearer entries
     }
   | { ok: false; status: 401 | 431; description: string; protocols: string[] };
@@ -26,11 +26,11 @@ export async function authenticateRequest(req: Request, auth: AuthConfig, keys: 
   if (problem !== null) return { ok: false, status: 401, description: problem, protocols };
   if (token === null) {
     if (auth.required) return { ok: false, status: 401, description: "a token is required", protocols };
-    return { ok: true, identity: null, profile: null, allow: null, expiresAt: null, protocols };
+    return { ok: true, identity: null, profile: null, allow: null, protocols };
   }
   const v = await verifyToken(token, auth, keys, nowSecs);
   if (!v.ok) return { ...v, protocols };
-  return { ...v, protocols };
+  return { ok: true, identity: v.identity, profile: v.profile, allow: v.allow, protocols };
 }
 
 /** The HTTP response refusing an upgrade: 401 with a Bearer challenge, or 431. */

@@ -2,21 +2,20 @@
 // (a token from the outside) and the issuer (so `wasmnet token create` cannot mint a token the
 // server would refuse). Every failure is a short reason that never quotes the offending value:
 // reasons are sent to the client and logged, and claim values come from the token.
-import { PolicyEntryError, parseEntry } from "../policy/entry.ts";
+import type { Entry } from "../policy/entry.ts";
+import { MAX_ALLOW_ENTRIES, MAX_ALLOW_ENTRY_CHARS, TokenAllowError, type TokenAllowProblem, parseTokenAllow } from "../policy/token-allow.ts";
 
 /** A token longer than this is refused with 431 before any decoding. */
 export const MAX_TOKEN_BYTES = 8 * 1024;
 export const MAX_SUB_CHARS = 256;
 export const MAX_PROFILE_CHARS = 64;
-export const MAX_ALLOW_ENTRIES = 64;
-export const MAX_ALLOW_ENTRY_CHARS = 256;
 
 const PROFILE_NAME = /^[a-z0-9_-]+$/;
 
 /** The private claim `wasmnet`: which profile the identity uses and how the token narrows it. */
 export interface WasmnetClaim {
   profile: string | null;
-  allow: string[] | null;
+  allow: Entry[] | null; // parsed: the server narrows by these, no second parse
 }
 
 export type ClaimCheck<T> = { ok: true; value: T } | { ok: false; reason: string };
@@ -38,25 +37,26 @@ export function checkProfileName(profile: unknown): ClaimCheck<string> {
   return { ok: true, value: profile };
 }
 
-/** Each entry must be a policy entry the server can parse: a narrowing it cannot read is refused, not ignored. */
-export function checkAllowList(allow: unknown): ClaimCheck<string[]> {
-  if (!Array.isArray(allow)) return { ok: false, reason: "wasmnet.allow must be an array of strings" };
-  if (allow.length > MAX_ALLOW_ENTRIES) return { ok: false, reason: `wasmnet.allow has more than ${MAX_ALLOW_ENTRIES} entries` };
-  for (let i = 0; i < allow.length; i++) {
-    const entry: unknown = allow[i];
-    if (typeof entry !== "string") return { ok: false, reason: `wasmnet.allow[${i}] must be a string` };
-    if (entry.length > MAX_ALLOW_ENTRY_CHARS) {
-      return { ok: false, reason: `wasmnet.allow[${i}] is longer than ${MAX_ALLOW_ENTRY_CHARS} characters` };
-    }
-    try {
-      parseEntry(entry);
-    } catch (e) {
-      if (!(e instanceof PolicyEntryError)) throw e;
-      return { ok: false, reason: `wasmnet.allow[${i}] is not a valid policy entry` };
-    }
+/**
+ * Each entry must be a policy entry the server can parse: a narrowing it cannot read is refused,
+ * not ignored. The reason is fixed wording (the parser's own message quotes the value).
+ */
+export function checkAllowList(allow: unknown): ClaimCheck<Entry[]> {
+  try {
+    return { ok: true, value: parseTokenAllow(allow) };
+  } catch (e) {
+    if (!(e instanceof TokenAllowError)) throw e;
+    return { ok: false, reason: ALLOW_REASON[e.problem](e.index ?? 0) };
   }
-  return { ok: true, value: [...(allow as string[])] };
 }
+
+const ALLOW_REASON: Record<TokenAllowProblem, (i: number) => string> = {
+  "not-a-list": () => "wasmnet.allow must be an array of strings",
+  "too-many": () => `wasmnet.allow has more than ${MAX_ALLOW_ENTRIES} entries`,
+  "not-a-string": (i) => `wasmnet.allow[${i}] must be a string`,
+  "too-long": (i) => `wasmnet.allow[${i}] is longer than ${MAX_ALLOW_ENTRY_CHARS} characters`,
+  "bad-entry": (i) => `wasmnet.allow[${i}] is not a valid policy entry`,
+};
 
 /**
  * The `wasmnet` claim: absent, or an object with only `profile` and `allow`. Unknown keys are
@@ -78,7 +78,7 @@ export function checkWasmnetClaim(claim: unknown): ClaimCheck<WasmnetClaim> {
     if (!p.ok) return p;
     profile = p.value;
   }
-  let allow: string[] | null = null;
+  let allow: Entry[] | null = null;
   if (obj.allow !== undefined) {
     const a = checkAllowList(obj.allow);
     if (!a.ok) return a;

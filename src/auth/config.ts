@@ -10,8 +10,3 @@ export interface AuthConfig {
   jwksFile: string | null;
   leewaySecs: number; // clock skew tolerated on `exp` and `nbf`
 }
-
-/** No keys, tokens optional: what a policy without an `[auth]` table means. */
-export function defaultAuthConfig(): AuthConfig {
-  return { required: false, audience: null, issuers: null, hs256SecretFile: null, jwksFile: null, leewaySecs: 30 };
-}

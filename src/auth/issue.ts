@@ -4,8 +4,8 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type JWK, SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from "jose";
-import { PolicyEntryError, parseEntry } from "../policy/entry.ts";
-import { checkAllowList, checkProfileName, checkSubject } from "./claims.ts";
+import { TokenAllowError, parseTokenAllow } from "../policy/token-allow.ts";
+import { checkProfileName, checkSubject } from "./claims.ts";
 import { type AsymmetricAlg, checkHs256Secret, jwkAlgorithm } from "./keys.ts";
 
 export interface CreateTokenOptions {
@@ -41,8 +41,8 @@ export async function createToken(opts: CreateTokenOptions): Promise<string> {
     wasmnet.profile = opts.profile;
   }
   if (opts.allow !== undefined) {
-    const a = checkAllowList(opts.allow);
-    if (!a.ok) fail(explainAllow(opts.allow) ?? a.reason);
+    const problem = explainAllow(opts.allow);
+    if (problem !== null) fail(problem);
     wasmnet.allow = [...opts.allow];
   }
   const now = Math.floor(opts.nowSecs ?? Date.now() / 1000);
@@ -78,18 +78,18 @@ export async function createToken(opts: CreateTokenOptions): Promise<string> {
   return jwt.setProtectedHeader({ alg, kid: jwk.kid as string, typ: "JWT" }).sign(key);
 }
 
-/** The parser's own message for the first bad entry: the operator may see the value, a client may not. */
-function explainAllow(allow: unknown[]): string | null {
-  for (const entry of allow) {
-    if (typeof entry !== "string") continue;
-    try {
-      parseEntry(entry);
-    } catch (e) {
-      if (e instanceof PolicyEntryError) return `allow: ${e.message}`;
-      throw e;
-    }
+/**
+ * What is wrong with an allow list, in the parser's own words (it may quote the value: the
+ * operator may see it, a client may not), or null when the verifier would accept it.
+ */
+function explainAllow(allow: unknown): string | null {
+  try {
+    parseTokenAllow(allow);
+    return null;
+  } catch (e) {
+    if (!(e instanceof TokenAllowError)) throw e;
+    return e.problem === "bad-entry" ? `allow: ${e.detail}` : e.message;
   }
-  return null;
 }
 
 export interface GeneratedKeys {

@@ -4,12 +4,13 @@
 // play, adds wasmnet's own bounds, and turns every failure into a short reason that is safe to
 // send to the client (fixed wording, never a piece of the token).
 import { type JWTPayload, type JWTVerifyOptions, decodeProtectedHeader, errors, jwtVerify } from "jose";
+import type { Entry } from "../policy/entry.ts";
 import { MAX_TOKEN_BYTES, checkSubject, checkWasmnetClaim } from "./claims.ts";
 import type { AuthConfig } from "./config.ts";
 import type { KeyRing } from "./keys.ts";
 
 export type VerifyResult =
-  | { ok: true; identity: string; profile: string | null; allow: string[] | null; expiresAt: number }
+  | { ok: true; identity: string; profile: string | null; allow: Entry[] | null; expiresAt: number }
   | { ok: false; status: 401 | 431; description: string };
 
 type Failure = Extract<VerifyResult, { ok: false }>;

@@ -58,12 +58,24 @@ export const NONPUBLIC_RANGES: readonly NonpublicRange[] = Object.freeze(
   }),
 );
 
+// The gate asks for every datagram and connect, and parseIp hands out one shared object per
+// address string, so the answer is kept per object (a walk of the table is ~1 µs). Weak: an
+// address no longer parsed anywhere takes its entry with it. IP objects are never mutated.
+const rangeOf = new WeakMap<IP, NonpublicRange | null>();
+
 /** The first nonpublic range containing `ip`, or null if the address is public. */
 export function nonpublicRange(ip: IP): NonpublicRange | null {
+  const known = rangeOf.get(ip);
+  if (known !== undefined) return known;
+  let found: NonpublicRange | null = null;
   for (const r of NONPUBLIC_RANGES) {
-    if (r.net.kind() === ip.kind() && ip.match(r.net, r.bits)) return r;
+    if (r.net.kind() === ip.kind() && ip.match(r.net, r.bits)) {
+      found = r;
+      break;
+    }
   }
-  return null;
+  rangeOf.set(ip, found);
+  return found;
 }
 
 // `localhost` is loopback by definition (RFC 6761) and resolvers and socket

@@ -14,7 +14,6 @@ import { ADMISSION_CHECK_BURST, ADMISSION_CHECKS_PER_SEC } from "../constants.ts
 import { EMPTY_LEASE, type Lease, type LimitSpec } from "../limits/counters.ts";
 import { KeyedRate } from "../limits/keyed-rate.ts";
 import { policyFor } from "../policy/load.ts";
-import { parseTokenAllow, TokenAllowError } from "../policy/token-allow.ts";
 import type { SessionContext } from "../session/context.ts";
 import { anonymous, type Identity } from "../session/identity.ts";
 import type { PolicyStore } from "./policy-store.ts";
@@ -32,12 +31,24 @@ export class Admission {
 
   constructor(private readonly ctx: SessionContext & { policies: PolicyStore }) {}
 
+  /** A plain-text refusal, counted and logged. */
   refuse(status: number, why: string, req?: Request, headers?: Record<string, string>): Response {
-    this.ctx.metrics.refusedSession(status);
-    // Paths are logged without their query: a token may ride in it.
-    this.ctx.log.info("upgrade refused", { status, why, ...(req ? { path: redactedPath(req.url) } : {}) });
     // Readable from any origin: a page using the client learns why it was refused.
-    return new Response(why + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8", "access-control-allow-origin": "*", ...headers } });
+    const response = new Response(why + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8", "access-control-allow-origin": "*", ...headers } });
+    return this.counted(response, why, req);
+  }
+
+  /** Every refusal passes here once: counted in /metrics, logged. */
+  private counted(response: Response, why: string, req: Request | undefined): Response {
+    this.ctx.metrics.refusedSession(response.status);
+    // Paths are logged without their query: a token may ride in it.
+    this.ctx.log.info("upgrade refused", { status: response.status, why, ...(req ? { path: redactedPath(req.url) } : {}) });
+    return response;
+  }
+
+  /** A token refusal: 401 with its Bearer challenge, or 431. */
+  private unauthorized(req: Request, failure: { status: 401 | 431; description: string }): Admitted {
+    return { ok: false, response: this.counted(authFailureResponse(failure), failure.description, req) };
   }
 
   /**
@@ -53,6 +64,10 @@ export class Admission {
     const origin = req.headers.get("origin");
     if (allowedOrigins !== null && (origin === null || !allowedOrigins.includes(origin))) return no(403, `origin ${origin ?? "(none)"} is not in allowed_origins`);
     if (memory.overloaded(true)) return no(503, "server is over its memory budget; try again later");
+    const remote = clientIp(server.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for"), trustedProxies);
+    // Before the token is verified (a signature check each) and the counters asked: a flood of
+    // checks, with good tokens or bad, is cut here.
+    if (!count && !this.checks.allow(remote)) return no(429, `too many admission checks from ${remote}; try again later`);
 
     try {
       await policies.ready();
@@ -60,25 +75,16 @@ export class Admission {
       return no(503, "the server's token keys could not be loaded");
     }
     const auth = await authenticateRequest(req, top.auth, policies.keys);
-    if (!auth.ok) {
-      this.ctx.metrics.refusedSession(auth.status);
-      this.ctx.log.info("upgrade refused", { status: auth.status, why: auth.description, path: redactedPath(req.url) });
-      return { ok: false, response: authFailureResponse(auth) };
-    }
-    const remote = clientIp(server.requestIP(req)?.address ?? "unknown", req.headers.get("x-forwarded-for"), trustedProxies);
+    if (!auth.ok) return this.unauthorized(req, auth);
     let identity: Identity = anonymous(remote);
+    let profile = top;
     if (auth.identity !== null) {
-      let allow = null;
-      try {
-        allow = auth.allow === null ? null : parseTokenAllow(auth.allow);
-      } catch (e) {
-        return this.unauthorized(req, e instanceof TokenAllowError ? e.message : "wasmnet.allow is invalid");
-      }
-      if (auth.profile !== null && !top.profiles.has(auth.profile)) return this.unauthorized(req, `unknown profile "${auth.profile}"`);
-      identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow };
+      // A profile this policy does not have is refused: never quietly the top level, which may grant more.
+      const named = policyFor(top, auth.profile);
+      if (named === null) return this.unauthorized(req, { status: 401, description: `unknown profile "${auth.profile}"` });
+      profile = named;
+      identity = { key: `sub:${auth.identity}`, name: auth.identity, profile: auth.profile, allow: auth.allow };
     }
-    const profile = policyFor(top, identity.profile) ?? top;
-    if (!count && !this.checks.allow(remote)) return no(429, `too many admission checks from ${remote}; try again later`);
 
     const specs: LimitSpec[] = [
       { key: "sessions", max: top.limits.maxSessions },
@@ -98,11 +104,5 @@ export class Admission {
       return { ok: true, remote, identity, lease: EMPTY_LEASE, protocols: auth.protocols };
     }
     return { ok: true, remote, identity, lease: got.lease, protocols: auth.protocols };
-  }
-
-  private unauthorized(req: Request, description: string): Admitted {
-    this.ctx.metrics.refusedSession(401);
-    this.ctx.log.info("upgrade refused", { status: 401, why: description, path: redactedPath(req.url) });
-    return { ok: false, response: authFailureResponse({ status: 401, description }) };
   }
 }

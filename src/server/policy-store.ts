@@ -6,7 +6,29 @@ import { EMPTY_KEY_RING, loadKeyRing, type KeyRing } from "../auth/keys.ts";
 import type { PolicyConfig } from "../policy/load.ts";
 import type { PolicyHolder } from "../session/context.ts";
 
-export type ReloadResult = { ok: true; source: string | null } | { ok: false; error: string };
+/** `restartNeeded`: start-up-only settings the new policy changes (they keep their old values). */
+export type ReloadResult = { ok: true; source: string | null; restartNeeded: string[] } | { ok: false; error: string };
+
+// Read once at start-up (buildContext in options.ts, the WebSocket handler, the supervisor): they
+// size or build something that lives as long as the process, so a reload cannot change them.
+const STARTUP_ONLY: ReadonlyArray<readonly [string, (p: PolicyConfig) => unknown]> = [
+  ["limits.max_message_bytes", (p) => p.limits.maxMessageBytes], // the WebSocket frame cap
+  ["limits.max_memory_mb", (p) => p.limits.maxMemoryMb],
+  ["network.connection_timeout_secs", (p) => p.connectionTimeoutSecs], // name look-ups and pooled connects; a stream's connect follows the reload
+  ["tls.ca_file", (p) => p.tls.caFile],
+  ["pool.idle_secs", (p) => p.pool.idleSecs],
+  ["pool.per_key", (p) => p.pool.perKey],
+  ["pool.warm", (p) => p.pool.warm.join(",")],
+  ["cluster.redis", (p) => p.cluster.redis],
+  ["cluster.lease_secs", (p) => p.cluster.leaseSecs],
+  ["cluster.on_redis_error", (p) => p.cluster.onRedisError],
+  ["server.workers", (p) => p.server.workers],
+];
+
+/** The start-up-only settings whose values differ between two policies. */
+export function startupOnlyChanges(running: PolicyConfig, next: PolicyConfig): string[] {
+  return STARTUP_ONLY.filter(([, value]) => value(running) !== value(next)).map(([name]) => name);
+}
 
 export class PolicyStore implements PolicyHolder {
   private _current: PolicyConfig;
@@ -49,11 +71,12 @@ export class PolicyStore implements PolicyHolder {
     } catch (e) {
       return { ok: false, error: e instanceof Error ? e.message : String(e) };
     }
+    const restartNeeded = startupOnlyChanges(this._current, next);
     this._current = next;
     this._keys = keys;
     this.keyError = null;
     this._generation++;
-    return { ok: true, source: next.source };
+    return { ok: true, source: next.source, restartNeeded };
   }
 
   private loadKeys(p: PolicyConfig): Promise<KeyRing> {

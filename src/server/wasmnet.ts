@@ -35,7 +35,8 @@ export interface Wasmnet {
   /**
    * Drain: new sessions are refused (503, and /healthz answers 503 so a load balancer moves
    * traffic away), open sessions go on for `secs` (default [server] drain_secs), then the rest
-   * are closed with 1001. Resolves when every session is gone.
+   * are closed with 1001. Resolves when every session is gone. Called again, it returns the
+   * first call's promise (the first `secs` holds).
    */
   drain(secs?: number): Promise<void>;
   /** End a drain now (or start one that ends now): every session closed with 1001. */
@@ -58,11 +59,16 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
   const wispKey: NonNullable<WispConfig["keyAuth"]> = (answer, challenge) => checkKey(policies.current.wisp.users, answer, challenge);
   warnAboutPolicy(ctx, options.noPolicy === true);
   let drained: (() => void) | null = null;
+  // One drain per handler: a second call returns the first one's promise (its own would never settle).
+  let draining: Promise<void> | null = null;
 
   const upgrade = async (req: Request, server: Server<WsData>): Promise<Response | undefined> => {
     const r = route(new URL(req.url).pathname);
     if (r.kind === "bad") return admission.refuse(400, r.why, req);
     const isUpgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
+    // A handshake server.upgrade() would turn down is refused before admission takes a session unit.
+    const problem = isUpgrade ? handshakeProblem(req) : null;
+    if (problem !== null) return admission.refuse(problem.status, problem.why, req, problem.status === 426 ? { "sec-websocket-version": "13" } : undefined);
     const a = await admission.admit(req, server, isUpgrade);
     if (!a.ok) return a.response;
     if (!isUpgrade) return admission.refuse(426, "expected a WebSocket upgrade", req);
@@ -174,17 +180,18 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       return admission.draining;
     },
     drain(secs = policies.current.server.drainSecs) {
+      if (draining !== null) return draining;
       admission.draining = true;
       log.info("draining", { sessions: sockets.size, secs });
-      if (sockets.size === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
+      if (sockets.size === 0) return (draining = Promise.resolve());
+      return (draining = new Promise<void>((resolve) => {
         const timer = setTimeout(drainNow, secs * 1000);
         drained = () => {
           clearTimeout(timer);
           drained = null;
           resolve();
         };
-      });
+      }));
     },
     drainNow,
     async reload() {
@@ -192,6 +199,7 @@ export function wasmnet(options: WasmnetOptions = {}): Wasmnet {
       if (r.ok) {
         metrics.reloads.ok++;
         log.info("policy reloaded", { source: r.source });
+        if (r.restartNeeded.length > 0) log.warn("these settings changed but keep their start-up values until a restart", { settings: r.restartNeeded });
       } else {
         metrics.reloads.error++;
         log.error("policy reload failed; the running policy stays", { error: r.error });
@@ -214,6 +222,18 @@ function selectProtocol(r: WsRoute, offered: string[], anyOffered: boolean): { p
   }
   if (r.kind === "wisp") return { protocol: offered.includes("wisp-v2") ? "wisp-v2" : offered[0]! };
   return { protocol: offered.includes("wasmnet") ? "wasmnet" : offered[0]! };
+}
+
+// RFC 6455 4.1: the key is 16 random bytes, base64 (24 characters ending "=="); Bun's upgrade
+// refuses any other key, and any version but 13.
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+/** What is wrong with a WebSocket handshake request that server.upgrade() would refuse, or null. */
+function handshakeProblem(req: Request): { status: 400 | 426; why: string } | null {
+  const key = req.headers.get("sec-websocket-key");
+  if (key === null || !WEBSOCKET_KEY.test(key.trim())) return { status: 400, why: "the upgrade has no valid Sec-WebSocket-Key" };
+  if (req.headers.get("sec-websocket-version")?.trim() !== "13") return { status: 426, why: "expected Sec-WebSocket-Version 13" };
+  return null;
 }
 
 /** Start-up warnings about a policy that leaves the server more open than intended. */

@@ -23,18 +23,27 @@ interface KeyEntry {
   key: Promise<CryptoKey>;
 }
 
-/** Per users table (one per policy generation): SHA-256 of each public key (hex) → its user. */
-const indexes = new WeakMap<Users, Map<string, KeyEntry>>();
+interface TableIndex {
+  /** SHA-256 of each public key (hex) → its user. */
+  keys: Map<string, KeyEntry>;
+  /** Which Wisp authentication the table offers. */
+  methods: { password: boolean; key: boolean };
+}
 
-function keyIndex(users: Users): Map<string, KeyEntry> {
+/** Per users table (one per policy generation), built on first use. */
+const indexes = new WeakMap<Users, TableIndex>();
+
+function indexOf(users: Users): TableIndex {
   let index = indexes.get(users);
   if (index) return index;
-  index = new Map();
+  index = { keys: new Map(), methods: { password: false, key: false } };
   for (const [user, u] of users) {
+    index.methods.password ||= u.password !== null;
     if (u.publicKey === null) continue;
+    index.methods.key = true;
     const key = crypto.subtle.importKey("raw", u.publicKey as Uint8Array<ArrayBuffer>, "Ed25519", false, ["verify"]);
     key.catch(() => {}); // a key the policy parser let through always imports; never an unhandled rejection
-    index.set(sha256(u.publicKey).toString("hex"), { user, profile: u.profile, key });
+    index.keys.set(sha256(u.publicKey).toString("hex"), { user, profile: u.profile, key });
   }
   indexes.set(users, index);
   return index;
@@ -46,7 +55,7 @@ function keyIndex(users: Users): Map<string, KeyEntry> {
  */
 export async function checkKey(users: Users, answer: WispKeyAnswer, challenge: Uint8Array): Promise<WispLogin | null> {
   if (answer.algorithm !== WISP_KEY_ALG.ed25519 || answer.signature.length !== WISP_ED25519_SIGNATURE_BYTES) return null;
-  const entry = keyIndex(users).get(Buffer.from(answer.keyHash).toString("hex"));
+  const entry = indexOf(users).keys.get(Buffer.from(answer.keyHash).toString("hex"));
   if (!entry) return null;
   try {
     const ok = await crypto.subtle.verify("Ed25519", await entry.key, answer.signature as Uint8Array<ArrayBuffer>, challenge as Uint8Array<ArrayBuffer>);
@@ -56,17 +65,7 @@ export async function checkKey(users: Users, answer: WispKeyAnswer, challenge: U
   }
 }
 
-const methods = new WeakMap<Users, { password: boolean; key: boolean }>();
-
 /** Which Wisp authentication the users table offers (asked at every upgrade: kept per table). */
 export function wispAuthMethods(users: Users): { password: boolean; key: boolean } {
-  let m = methods.get(users);
-  if (m) return m;
-  m = { password: false, key: false };
-  for (const u of users.values()) {
-    m.password ||= u.password !== null;
-    m.key ||= u.publicKey !== null;
-  }
-  methods.set(users, m);
-  return m;
+  return indexOf(users).methods;
 }

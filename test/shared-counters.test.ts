@@ -8,7 +8,7 @@ import { CounterBook, SupervisorCounters } from "../src/cluster/shared-counters.
 import { UNAVAILABLE_KEY } from "../src/limits/counters.ts";
 
 /** A worker's counters wired to `book` as worker `pid`; `hold` keeps the supervisor's answers back until `deliver()`. */
-function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connected?: () => boolean; timeoutMs?: number; now?: () => number } = {}) {
+function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connected?: () => boolean; timeoutMs?: number; now?: () => number; maxAsked?: number } = {}) {
   const held: SupervisorMessage[] = [];
   const sent: WorkerMessage[] = [];
   let counters: SupervisorCounters;
@@ -26,7 +26,7 @@ function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connecte
       if (m.t === "bytes") answer({ t: "totals", f: m.f, totals: book.addBytes(m.adds) });
       return true;
     },
-    { timeoutMs: opts.timeoutMs ?? 1000, flushMs: 3_600_000, now: opts.now },
+    { timeoutMs: opts.timeoutMs ?? 1000, flushMs: 3_600_000, now: opts.now, maxAsked: opts.maxAsked },
   );
   return {
     counters,
@@ -119,6 +119,23 @@ describe("SupervisorCounters", () => {
     w.deliver();
     expect(book.count("k")).toBe(0); // the late grant was released
     expect(w.counters.state.fallbacks).toBe(1);
+  });
+
+  test("a supervisor that never answers: past maxAsked questions (timed-out ones included) an acquire is refused without asking", async () => {
+    const book = new CounterBook();
+    const w = worker(book, 1, { hold: true, timeoutMs: 20, maxAsked: 2 });
+    expect(await w.counters.acquire(cap("k", 9))).toMatchObject({ ok: false, reason: "unavailable" }); // timed out, still awaits its late grant
+    const waiting = w.counters.acquire(cap("k", 9));
+    const sentBefore = w.sent.length;
+    expect(await w.counters.acquire(cap("k", 9))).toEqual({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" });
+    expect(w.sent.length).toBe(sentBefore); // not asked
+    expect(await waiting).toMatchObject({ ok: false, reason: "unavailable" });
+    w.deliver(); // the late grants are given back, and the questions are answered
+    expect(book.count("k")).toBe(0);
+    expect((await w.counters.acquire(cap("k", 9))).ok).toBe(false); // held back again, but asked
+    expect(w.sent.filter((m) => m.t === "acquire").length).toBe(3);
+    expect(w.counters.state.fallbacks).toBe(4);
+    await w.counters.close();
   });
 
   test("a closed channel refuses at once; close() answers what still waits", async () => {

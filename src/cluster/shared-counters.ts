@@ -68,14 +68,23 @@ export interface SupervisorCountersOptions {
   timeoutMs?: number;
   /** How often byte counts go to the supervisor (and totals come back). Default 1000. */
   flushMs?: number;
+  /**
+   * Questions the supervisor has not answered (timed-out ones included: their late grant must
+   * still be given back); past this many an acquire is refused as unavailable without asking.
+   * Default 4096.
+   */
+  maxAsked?: number;
   /** A key's total is still fetched this long after it was last used. Default 60 000. */
   watchMs?: number;
   now?: () => number;
 }
 
+const UNAVAILABLE: Acquired = Object.freeze({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" });
+
 /** A worker's side: Counters whose counting happens in the supervisor. */
 export class SupervisorCounters implements Counters {
   private readonly timeoutMs: number;
+  private readonly maxAsked: number;
   private nextQuestion = 0;
   private readonly asked = new Map<number, { answer: (a: SharedAcquired | null) => void }>();
   /** The supervisor keeps only today: a worker's bytes unsent at midnight are forgotten with their day. */
@@ -93,6 +102,7 @@ export class SupervisorCounters implements Counters {
     options: SupervisorCountersOptions = {},
   ) {
     this.timeoutMs = options.timeoutMs ?? 1000;
+    this.maxAsked = options.maxAsked ?? 4096;
     this.bytes = new ByteLedger({ now: options.now ?? Date.now, watchMs: options.watchMs ?? 60_000, keepPastMs: 0 });
     this.flushTimer = setInterval(() => this.flush(), options.flushMs ?? 1000);
     this.flushTimer.unref();
@@ -105,11 +115,16 @@ export class SupervisorCounters implements Counters {
   acquire(specs: LimitSpec[]): Promise<Acquired> {
     const limited = limitedSpecs(specs);
     if (limited.length === 0) return Promise.resolve({ ok: true, lease: EMPTY_LEASE });
+    // A supervisor this far behind is not answering: asking more would only grow `asked`.
+    if (this.asked.size >= this.maxAsked) {
+      this.fallbacks++;
+      return Promise.resolve(UNAVAILABLE);
+    }
     const q = ++this.nextQuestion;
     return new Promise((resolve) => {
       const unavailable = () => {
         this.fallbacks++;
-        resolve({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" });
+        resolve(UNAVAILABLE);
       };
       // A supervisor that does not answer must not hold a session open: refuse (limits that
       // cannot be counted are not waived), and give back a grant that comes too late.

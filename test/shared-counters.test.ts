@@ -153,14 +153,14 @@ describe("SupervisorCounters", () => {
     const book = new CounterBook();
     const a = worker(book, 1).counters;
     const b = worker(book, 2).counters;
-    a.addBytes("id:q", 600);
+    expect(a.addBytes("id:q", 600)).toBe(600); // addBytes answers the day's total
     expect(a.bytesToday("id:q")).toBe(600); // its own part at once
     expect(b.bytesToday("id:q")).toBe(0); // b uses the key from now on: its flushes ask for it
     a.flush();
     b.flush();
     await Promise.resolve();
     expect(b.bytesToday("id:q")).toBe(600);
-    b.addBytes("id:q", 400);
+    expect(b.addBytes("id:q", 400)).toBe(1000);
     a.addBytes("id:q", 1);
     expect(b.bytesToday("id:q")).toBe(1000);
     b.flush();
@@ -172,7 +172,7 @@ describe("SupervisorCounters", () => {
     await Promise.resolve();
     expect(b.bytesToday("id:q")).toBe(1001);
     a.addBytes("id:q", 0);
-    a.addBytes("id:q", Number.NaN);
+    expect(a.addBytes("id:q", Number.NaN)).toBe(1001);
     expect(a.bytesToday("id:q")).toBe(1001);
   });
 

@@ -163,8 +163,8 @@ export class SupervisorCounters implements Counters {
 
   // ---- bytes ----
 
-  addBytes(key: string, n: number): void {
-    if (isByteCount(n)) this.bytes.add(key, n);
+  addBytes(key: string, n: number): number {
+    return this.bytes.add(key, isByteCount(n) ? n : 0);
   }
 
   bytesToday(key: string): number {

@@ -54,10 +54,11 @@ export class ByteLedger {
 
   constructor(private readonly options: ByteLedgerOptions) {}
 
-  /** Adds n bytes (a count already checked) to key's day. */
-  add(key: string, n: number): void {
+  /** Adds n bytes (a count already checked; 0 adds nothing) to key's day; returns the day's total. */
+  add(key: string, n: number): number {
     const t = this.entry(key, this.options.now());
     t.pending += n;
+    return t.known + t.inflight + t.pending;
   }
 
   /** Key's total for the current UTC day, this process's unconfirmed part included. */

@@ -78,26 +78,39 @@ export class ByteLedger {
    * inflight; answer with confirm() or restore(). Idle entries are dropped on the way.
    */
   takeFlush(): DayFlush[] {
-    const now = this.options.now();
-    this.roll(now);
+    const now = this.prune(true);
     const out: DayFlush[] = [];
-    this.past = this.past.filter((d) => d.start + DAY_MS + this.options.keepPastMs > now);
     for (const d of this.past) {
       const sent: SentBytes[] = [];
-      for (const [key, t] of d.totals) {
-        if (t.pending > 0) sent.push(take(key, t));
-        else if (t.inflight === 0) d.totals.delete(key);
-      }
+      for (const [key, t] of d.totals) if (t.pending > 0) sent.push(take(key, t));
       if (sent.length > 0) out.push({ day: utcDayName(d.start), sent });
     }
-    this.past = this.past.filter((d) => d.totals.size > 0);
     const sent: SentBytes[] = [];
-    for (const [key, t] of this.today.totals) {
-      if (t.pending > 0 || now - t.touched < this.options.watchMs) sent.push(take(key, t));
-      else if (t.inflight === 0) this.today.totals.delete(key);
-    }
+    for (const [key, t] of this.today.totals) if (this.inUse(t, now)) sent.push(take(key, t));
     if (sent.length > 0) out.push({ day: utcDayName(this.today.start), sent });
     return out;
+  }
+
+  /**
+   * Drops what no flush needs: past days beyond keepPastMs, past entries with nothing to send,
+   * and today's idle entries with nothing on the way. With `forgetKnown` false (nothing can be
+   * flushed: the other side is away) an idle entry that holds a known total is kept, since it
+   * is then this process's only record of that total. Returns the time it pruned at.
+   */
+  prune(forgetKnown: boolean): number {
+    const now = this.options.now();
+    this.roll(now);
+    this.past = this.past.filter((d) => d.start + DAY_MS + this.options.keepPastMs > now);
+    for (const d of this.past) for (const [key, t] of d.totals) if (!unsent(t)) d.totals.delete(key);
+    this.past = this.past.filter((d) => d.totals.size > 0);
+    for (const [key, t] of this.today.totals) {
+      if (!this.inUse(t, now) && t.inflight === 0 && (forgetKnown || t.known === 0)) this.today.totals.delete(key);
+    }
+    return now;
+  }
+
+  private inUse(t: ByteTotal, now: number): boolean {
+    return t.pending > 0 || now - t.touched < this.options.watchMs;
   }
 
   /** `sent` landed; `totals[i]` is the shared total after sent[i] (undefined: not answered). */
@@ -130,9 +143,18 @@ export class ByteLedger {
     const start = this.today.start;
     // A clock stepped back across midnight also starts a new day rather than reviving old totals.
     if (now >= start && now < start + DAY_MS) return;
-    if (this.options.keepPastMs > 0 && this.today.totals.size > 0) this.past.push(this.today);
+    // Of the day gone by only bytes still to send matter (their day's total in the other side).
+    if (this.options.keepPastMs > 0) {
+      for (const [key, t] of this.today.totals) if (!unsent(t)) this.today.totals.delete(key);
+      if (this.today.totals.size > 0) this.past.push(this.today);
+    }
     this.today = { start: utcDayStart(now), totals: new Map() };
   }
+}
+
+/** Bytes not yet confirmed: pending, or sent and unanswered. */
+function unsent(t: ByteTotal): boolean {
+  return t.pending > 0 || t.inflight > 0;
 }
 
 function take(key: string, t: ByteTotal): SentBytes {

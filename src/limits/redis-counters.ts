@@ -287,6 +287,8 @@ export class RedisCounters implements Counters {
 
   private async flush(): Promise<void> {
     const c = this.client;
+    // During an outage nothing is flushed, which is where idle entries and past days are dropped.
+    if (!c && !this.closed) this.bytes.prune(false);
     if (!c || this.flushing || this.closed) return;
     this.flushing = true;
     try {

@@ -157,6 +157,9 @@ class Supervisor {
           });
         return;
       }
+      case "shown":
+        this.retired.saw(w.pid, msg.own);
+        return;
       case "series":
         this.retired.saw(w.pid, msg.series); // even late: remembering more than was shown is safe
         this.gatherer.answer(w.pid, msg.q, msg.series);

@@ -3,12 +3,10 @@
 // takes its orders — drain, reload — from the supervisor over IPC, and answers the
 // supervisor's questions about its metric series.
 import { SHUTDOWN_GRACE_MS } from "../constants.ts";
-import type { Logger } from "../log.ts";
 import type { ServerOptions } from "../server/options.ts";
 import { createServer, type WasmnetServer } from "../server/server.ts";
-import type { Series } from "../session/metrics.ts";
 import { clusterSeries, isSupervisorMessage, type WorkerMessage } from "./messages.ts";
-import { PEER_WAIT_MS } from "./peer-series.ts";
+import { PeerQuestions } from "./peer-questions.ts";
 import { SupervisorCounters } from "./shared-counters.ts";
 import type { WorkerRole } from "./role.ts";
 import { workerLogger } from "./worker-log.ts";
@@ -20,7 +18,7 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
     process.send!(m, undefined, undefined, () => then?.());
   };
   let cluster = { workers: 0, restarts: 0 };
-  const peers = new PeerQuestions(send, log);
+  const peers = new PeerQuestions(send, log, () => process.connected);
   let server: WasmnetServer | null = null;
   // Without Redis, the supervisor counts the limits for every worker (made only if the policy names no Redis).
   let counters: SupervisorCounters | null = null;
@@ -110,40 +108,4 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
   process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String(e) }));
   if (options.noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
   send({ t: "listening", port: server.port });
-}
-
-/** This worker's /metrics requests for the other workers' series, answered through the supervisor. */
-class PeerQuestions {
-  private next = 0;
-  private readonly waiting = new Map<number, (lists: Series[][]) => void>();
-
-  constructor(
-    private readonly send: (m: WorkerMessage) => void,
-    private readonly log: Logger,
-  ) {}
-
-  ask(own: Series[]): Promise<Series[][]> {
-    if (!process.connected) return Promise.resolve([]);
-    const q = ++this.next;
-    return new Promise((resolve) => {
-      // The supervisor answers within PEER_WAIT_MS with whatever it has; past twice that it is
-      // not answering at all, and this worker's own numbers are better than none.
-      const timer = setTimeout(() => {
-        this.waiting.delete(q);
-        this.log.warn("metrics: the supervisor did not answer; reporting this worker only", {});
-        resolve([]);
-      }, 2 * PEER_WAIT_MS);
-      this.waiting.set(q, (lists) => {
-        clearTimeout(timer);
-        resolve(lists);
-      });
-      this.send({ t: "peers?", q, own });
-    });
-  }
-
-  answered(q: number, lists: Series[][]): void {
-    const done = this.waiting.get(q);
-    this.waiting.delete(q);
-    done?.(lists);
-  }
 }

@@ -52,12 +52,12 @@ export class CounterBook {
     });
   }
 
-  /** Units held on `key` (for tests and the log). */
+  /** Units held on `key` (for tests). */
   count(key: string): number {
     return this.counters.count(key);
   }
 
-  /** Leases held, by all workers. */
+  /** Leases held, by all workers (for tests). */
   get size(): number {
     return this.leases.size;
   }

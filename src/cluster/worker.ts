@@ -5,6 +5,7 @@
 import { SHUTDOWN_GRACE_MS } from "../constants.ts";
 import type { ServerOptions } from "../server/options.ts";
 import { createServer, type WasmnetServer } from "../server/server.ts";
+import { logUncaught, TwoStageDrain, warnNoPolicy } from "../serve-process.ts";
 import { clusterSeries, isSupervisorMessage, type WorkerMessage } from "./messages.ts";
 import { PeerQuestions } from "./peer-questions.ts";
 import { SupervisorCounters } from "./shared-counters.ts";
@@ -27,23 +28,9 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
     process.send!(m);
     return true;
   };
-  let down: "no" | "draining" | "now" = "no";
-
-  const drain = async (why: string) => {
-    if (down !== "no") return;
-    down = "draining";
-    if (!server) process.exit(0); // not listening yet: no session to wait for
-    log.info("shutting down", { reason: why, drain_secs: server.handler.ctx.policies.current.server.drainSecs });
-    await server.drain();
-    process.exit(0);
-  };
-  const drainNow = () => {
-    if (!server) process.exit(0);
-    if (down === "no") void drain("second signal");
-    down = "now";
-    log.info("second signal: closing every session now", {});
-    server.handler.drainNow();
-  };
+  const stop = new TwoStageDrain(log, () => server);
+  const drain = (why: string) => stop.drain({ reason: why });
+  const drainNow = () => stop.now({ reason: "second signal" });
 
   // Orders sent before this runs are not lost: Bun holds IPC messages until a listener exists.
   process.on("message", (m: unknown) => {
@@ -103,9 +90,7 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
     setTimeout(exit, SHUTDOWN_GRACE_MS).unref();
     return send({ t: "fatal", msg }, exit);
   }
-  // One bad event must not take every session down with it: log it and keep serving.
-  process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e), stack: (e as Error).stack }));
-  process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String(e) }));
-  if (options.noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
+  logUncaught(log);
+  warnNoPolicy(log, options);
   send({ t: "listening", port: server.port });
 }

@@ -9,6 +9,7 @@ import { workerRole } from "./cluster/role.ts";
 import { runWorker } from "./cluster/worker.ts";
 import type { ServerOptions } from "./server/options.ts";
 import { createServer, type WasmnetServer } from "./server/server.ts";
+import { logUncaught, TwoStageDrain, warnNoPolicy } from "./serve-process.ts";
 
 export interface ServeControl {
   /** Worker processes: N, "auto", or undefined for the policy's [server] workers. */
@@ -34,21 +35,10 @@ export async function serve(options: ServerOptions, control: ServeControl): Prom
   } catch (e) {
     control.fail(e instanceof Error ? e.message : String(e));
   }
-  // One bad event must not take every session down with it: log it and keep serving.
-  process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e), stack: (e as Error).stack }));
-  process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String(e) }));
-  if (options.noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
-  let signals = 0;
-  const stop = async (signal: string) => {
-    if (++signals > 1) {
-      log.info("second signal: closing every session now", { signal });
-      return server.handler.drainNow();
-    }
-    log.info("shutting down", { signal, drain_secs: server.handler.ctx.policies.current.server.drainSecs });
-    await server.drain();
-    process.exit(0);
-  };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
+  logUncaught(log);
+  warnNoPolicy(log, options);
+  const stop = new TwoStageDrain(log, () => server);
+  process.on("SIGINT", () => stop.signal("SIGINT"));
+  process.on("SIGTERM", () => stop.signal("SIGTERM"));
   process.on("SIGHUP", () => void server.handler.reload());
 }

@@ -3,11 +3,8 @@ import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { createToken, generateKeys, parseDuration } from "./auth/issue.ts";
 import { type AsymmetricAlg, readHs256Secret } from "./auth/keys.ts";
+import { fail } from "./cli-fail.ts";
 
-function fail(msg: string): never {
-  process.stderr.write(`wasmnet: ${msg}\n`);
-  process.exit(2);
-}
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 

@@ -12,11 +12,8 @@ import { resolveTarget, systemResolver } from "./net/resolve.ts";
 import { DEFAULT_HOST, DEFAULT_PORT } from "./constants.ts";
 import { VERSION_LINE } from "./version.ts";
 import { tokenCommand } from "./cli-token.ts";
+import { fail } from "./cli-fail.ts";
 
-function fail(msg: string): never {
-  process.stderr.write(`wasmnet: ${msg}\n`);
-  process.exit(2);
-}
 
 // Digits only: Number() would also take "1.5", "1e3", "0x10" and " 8 ", none of which an
 // operator means as a port or a count.

@@ -90,15 +90,15 @@ describe("LocalCounters daily bytes", () => {
   test("bytes add up per key within a UTC day and start again at UTC midnight", () => {
     let now = Date.parse("2030-05-01T23:59:59.000Z");
     const c = new LocalCounters({ now: () => now });
-    c.addBytes("id:alice", 1000);
-    c.addBytes("id:alice", 500);
-    c.addBytes("id:bob", 7);
+    expect(c.addBytes("id:alice", 1000)).toBe(1000); // addBytes answers the day's total
+    expect(c.addBytes("id:alice", 500)).toBe(1500);
+    expect(c.addBytes("id:bob", 7)).toBe(7);
     expect(c.bytesToday("id:alice")).toBe(1500);
     expect(c.bytesToday("id:bob")).toBe(7);
     expect(c.bytesToday("id:nobody")).toBe(0);
     now = Date.parse("2030-05-02T00:00:00.000Z");
     expect(c.bytesToday("id:alice")).toBe(0);
-    c.addBytes("id:alice", 3);
+    expect(c.addBytes("id:alice", 3)).toBe(3);
     expect(c.bytesToday("id:alice")).toBe(3);
   });
 
@@ -115,9 +115,9 @@ describe("LocalCounters daily bytes", () => {
     c.addBytes("k", 0);
     c.addBytes("k", -5);
     c.addBytes("k", NaN);
-    c.addBytes("k", Infinity);
+    expect(c.addBytes("k", Infinity)).toBe(0); // ignored, still answers the total
     expect(c.bytesToday("k")).toBe(0);
-    c.addBytes("k", 1);
+    expect(c.addBytes("k", 1)).toBe(1);
     expect(c.bytesToday("k")).toBe(1);
   });
 

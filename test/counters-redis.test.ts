@@ -275,9 +275,9 @@ describe("RedisCounters daily bytes", () => {
     const a = counters({ prefix, flushMs: 200 });
     const b = counters({ prefix, flushMs: 200 });
     expect(b.bytesToday("id:alice")).toBe(0); // b now reads this key's cluster total on its flushes
-    a.addBytes("id:alice", 1000);
-    a.addBytes("id:alice", 234);
-    b.addBytes("id:alice", 500);
+    expect(a.addBytes("id:alice", 1000)).toBe(1000); // addBytes answers the day's total
+    expect(a.addBytes("id:alice", 234)).toBe(1234);
+    expect(b.addBytes("id:alice", 500)).toBe(500);
     expect(a.bytesToday("id:alice")).toBe(1234); // the local part counts at once
     expect(b.bytesToday("id:alice")).toBe(500);
     const seen = await waited(() => a.bytesToday("id:alice") === 1734 && b.bytesToday("id:alice") === 1734, "both totals to reach 1734");
@@ -306,7 +306,7 @@ describe("RedisCounters daily bytes", () => {
       a.addBytes("k", 7); // not flushed yet when the day ends
       now = Date.parse("2030-05-02T00:00:01.000Z");
       expect(a.bytesToday("k")).toBe(0);
-      a.addBytes("k", 5);
+      expect(a.addBytes("k", 5)).toBe(5);
       expect(a.bytesToday("k")).toBe(5);
       await waited(async () => (await total("2030-05-01")) === "17" && (await total("2030-05-02")) === "5", "both days' totals");
     } finally {
@@ -323,7 +323,7 @@ describe("RedisCounters daily bytes", () => {
     await own.kill();
     a.addBytes("k", 42);
     await waited(() => !a.state.redisUp, "a to notice Redis is gone");
-    a.addBytes("k", 8);
+    expect(a.addBytes("k", 8)).toBe(50);
     expect(a.bytesToday("k")).toBe(50);
     const restarted = await startRedis(own.port);
     extraRedis.push(restarted);

@@ -5,9 +5,10 @@
 import { describe, expect, test } from "bun:test";
 import type { SupervisorMessage, WorkerMessage } from "../src/cluster/messages.ts";
 import { CounterBook, SupervisorCounters } from "../src/cluster/shared-counters.ts";
+import { UNAVAILABLE_KEY } from "../src/limits/counters.ts";
 
 /** A worker's counters wired to `book` as worker `pid`; `hold` keeps the supervisor's answers back until `deliver()`. */
-function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connected?: () => boolean; timeoutMs?: number } = {}) {
+function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connected?: () => boolean; timeoutMs?: number; now?: () => number; maxAsked?: number } = {}) {
   const held: SupervisorMessage[] = [];
   const sent: WorkerMessage[] = [];
   let counters: SupervisorCounters;
@@ -25,7 +26,7 @@ function worker(book: CounterBook, pid: number, opts: { hold?: boolean; connecte
       if (m.t === "bytes") answer({ t: "totals", f: m.f, totals: book.addBytes(m.adds) });
       return true;
     },
-    { timeoutMs: opts.timeoutMs ?? 1000, flushMs: 3_600_000 },
+    { timeoutMs: opts.timeoutMs ?? 1000, flushMs: 3_600_000, now: opts.now, maxAsked: opts.maxAsked },
   );
   return {
     counters,
@@ -113,11 +114,28 @@ describe("SupervisorCounters", () => {
     const book = new CounterBook();
     const w = worker(book, 1, { hold: true, timeoutMs: 30 });
     const got = await w.counters.acquire(cap("k", 1));
-    expect(got).toEqual({ ok: false, key: "k", max: 1, reason: "unavailable" });
+    expect(got).toEqual({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" }); // as RedisCounters reports it
     expect(book.count("k")).toBe(1); // granted in the supervisor, the answer held back
     w.deliver();
     expect(book.count("k")).toBe(0); // the late grant was released
     expect(w.counters.state.fallbacks).toBe(1);
+  });
+
+  test("a supervisor that never answers: past maxAsked questions (timed-out ones included) an acquire is refused without asking", async () => {
+    const book = new CounterBook();
+    const w = worker(book, 1, { hold: true, timeoutMs: 20, maxAsked: 2 });
+    expect(await w.counters.acquire(cap("k", 9))).toMatchObject({ ok: false, reason: "unavailable" }); // timed out, still awaits its late grant
+    const waiting = w.counters.acquire(cap("k", 9));
+    const sentBefore = w.sent.length;
+    expect(await w.counters.acquire(cap("k", 9))).toEqual({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" });
+    expect(w.sent.length).toBe(sentBefore); // not asked
+    expect(await waiting).toMatchObject({ ok: false, reason: "unavailable" });
+    w.deliver(); // the late grants are given back, and the questions are answered
+    expect(book.count("k")).toBe(0);
+    expect((await w.counters.acquire(cap("k", 9))).ok).toBe(false); // held back again, but asked
+    expect(w.sent.filter((m) => m.t === "acquire").length).toBe(3);
+    expect(w.counters.state.fallbacks).toBe(4);
+    await w.counters.close();
   });
 
   test("a closed channel refuses at once; close() answers what still waits", async () => {
@@ -135,14 +153,14 @@ describe("SupervisorCounters", () => {
     const book = new CounterBook();
     const a = worker(book, 1).counters;
     const b = worker(book, 2).counters;
-    a.addBytes("id:q", 600);
+    expect(a.addBytes("id:q", 600)).toBe(600); // addBytes answers the day's total
     expect(a.bytesToday("id:q")).toBe(600); // its own part at once
     expect(b.bytesToday("id:q")).toBe(0); // b uses the key from now on: its flushes ask for it
     a.flush();
     b.flush();
     await Promise.resolve();
     expect(b.bytesToday("id:q")).toBe(600);
-    b.addBytes("id:q", 400);
+    expect(b.addBytes("id:q", 400)).toBe(1000);
     a.addBytes("id:q", 1);
     expect(b.bytesToday("id:q")).toBe(1000);
     b.flush();
@@ -154,7 +172,25 @@ describe("SupervisorCounters", () => {
     await Promise.resolve();
     expect(b.bytesToday("id:q")).toBe(1001);
     a.addBytes("id:q", 0);
-    a.addBytes("id:q", Number.NaN);
+    expect(a.addBytes("id:q", Number.NaN)).toBe(1001);
     expect(a.bytesToday("id:q")).toBe(1001);
+  });
+
+  test("a flush answered after UTC midnight settles yesterday's entry, not today's", async () => {
+    let now = Date.parse("2030-05-01T23:59:59.000Z");
+    const book = new CounterBook({ now: () => now });
+    const w = worker(book, 1, { hold: true, now: () => now });
+    w.counters.addBytes("id:q", 100);
+    w.counters.flush(); // sent before midnight, answered after it
+    now = Date.parse("2030-05-02T00:00:01.000Z");
+    w.counters.addBytes("id:q", 5);
+    w.deliver();
+    expect(w.counters.bytesToday("id:q")).toBe(5);
+    w.counters.flush();
+    w.deliver();
+    expect(book.addBytes([["id:q", 0]])).toEqual([["id:q", 5]]);
+    expect(w.counters.bytesToday("id:q")).toBe(5); // yesterday's 100 neither subtracted nor kept
+    w.counters.addBytes("id:q", 1);
+    expect(w.counters.bytesToday("id:q")).toBe(6);
   });
 });

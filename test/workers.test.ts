@@ -8,6 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RestartBackoff } from "../src/cluster/backoff.ts";
+import type { WorkerMessage } from "../src/cluster/messages.ts";
+import { PeerQuestions } from "../src/cluster/peer-questions.ts";
 import { RetiredCounters, SeriesGatherer } from "../src/cluster/peer-series.ts";
 import { encodeRole, selfCommand, WORKER_ENV, workerCount, workerRole } from "../src/cluster/role.ts";
 import { TestClient } from "./helpers/client.ts";
@@ -244,6 +246,25 @@ describe("the supervisor's decisions", () => {
     g.gone(22);
     expect(await partial).toEqual({ lists: [[]], missing: [23] }); // after the 50 ms wait
     expect(await g.gather([], () => {})).toEqual({ lists: [], missing: [] });
+  });
+
+  test("concurrent scrapes share one question to the supervisor; each still tells it what it shows", async () => {
+    const sent: WorkerMessage[] = [];
+    const peers = new PeerQuestions((m) => sent.push(m), { warn() {} }, () => true);
+    const own = (n: number) => [{ name: "wasmnet_sessions_total" as const, value: n }];
+    const first = peers.ask(own(1));
+    const second = peers.ask(own(2));
+    expect(sent).toEqual([
+      { t: "peers?", q: 1, own: own(1) },
+      { t: "shown", own: own(2) },
+    ]);
+    const lists = [[{ name: "wasmnet_sessions_total" as const, value: 9 }]];
+    peers.answered(1, lists);
+    expect(await first).toBe(lists);
+    expect(await second).toBe(lists);
+    void peers.ask(own(3)); // answered: the next scrape asks again
+    expect(sent.at(-1)).toEqual({ t: "peers?", q: 2, own: own(3) });
+    peers.answered(2, []);
   });
 });
 

@@ -13,6 +13,8 @@ export type WorkerMessage =
   | { t: "fatal"; msg: string }
   /** A /metrics request: send me the other workers' series (answered with `peers`, same `q`); `own` is what this worker shows. */
   | { t: "peers?"; q: number; own: Series[] }
+  /** A /metrics request that shares a `peers?` on its way: `own` is what this worker shows now. */
+  | { t: "shown"; own: Series[] }
   /** The answer to `series?`. */
   | { t: "series"; q: number; series: Series[] }
   /** Take a unit of every spec (workers without Redis count in the supervisor): answered with `acquired`. */
@@ -39,7 +41,7 @@ export type SupervisorMessage =
   /** The day's totals of the keys of flush `f`. */
   | { t: "totals"; f: number; totals: [string, number][] };
 
-const WORKER_TYPES = new Set(["listening", "fatal", "peers?", "series", "acquire", "release", "bytes"]);
+const WORKER_TYPES = new Set(["listening", "fatal", "peers?", "shown", "series", "acquire", "release", "bytes"]);
 const SUPERVISOR_TYPES = new Set(["peers", "series?", "cluster", "drain", "drain-now", "reload", "stop", "acquired", "totals"]);
 
 const typed = (m: unknown): m is { t: string } => typeof m === "object" && m !== null && typeof (m as { t?: unknown }).t === "string";

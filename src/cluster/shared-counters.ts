@@ -3,9 +3,9 @@
 // the per-identity limits hold for the whole server instead of once per worker. A worker that
 // dies gives back everything it held: the supervisor knows which worker holds which lease.
 // With [cluster] redis set the workers count in Redis instead (docs/cluster-limits.md).
-import { EMPTY_LEASE, isByteCount, limitedSpecs, type Acquired, type Counters, type CountersState, type Lease, type LimitSpec } from "../limits/counters.ts";
+import { EMPTY_LEASE, isByteCount, limitedSpecs, UNAVAILABLE_KEY, type Acquired, type Counters, type CountersState, type Lease, type LimitSpec } from "../limits/counters.ts";
 import { LocalCounters, type LocalCountersOptions } from "../limits/local-counters.ts";
-import { DAY_MS, utcDayStart } from "../limits/utc-day.ts";
+import { ByteLedger, type SentBytes } from "../limits/byte-ledger.ts";
 import type { SharedAcquired, WorkerMessage } from "./messages.ts";
 
 /** The supervisor's side: the counters, and which worker holds which lease. */
@@ -52,12 +52,12 @@ export class CounterBook {
     });
   }
 
-  /** Units held on `key` (for tests and the log). */
+  /** Units held on `key` (for tests). */
   count(key: string): number {
     return this.counters.count(key);
   }
 
-  /** Leases held, by all workers. */
+  /** Leases held, by all workers (for tests). */
   get size(): number {
     return this.leases.size;
   }
@@ -68,33 +68,29 @@ export interface SupervisorCountersOptions {
   timeoutMs?: number;
   /** How often byte counts go to the supervisor (and totals come back). Default 1000. */
   flushMs?: number;
+  /**
+   * Questions the supervisor has not answered (timed-out ones included: their late grant must
+   * still be given back); past this many an acquire is refused as unavailable without asking.
+   * Default 4096.
+   */
+  maxAsked?: number;
   /** A key's total is still fetched this long after it was last used. Default 60 000. */
   watchMs?: number;
   now?: () => number;
 }
 
-interface ByteTotal {
-  /** The server's total as the supervisor last answered it. */
-  known: number;
-  /** Sent, and not answered yet. */
-  inflight: number;
-  /** Added here since the last flush. */
-  pending: number;
-  /** Last addBytes or bytesToday. */
-  touched: number;
-}
+const UNAVAILABLE: Acquired = Object.freeze({ ok: false, key: UNAVAILABLE_KEY, max: 0, reason: "unavailable" });
 
 /** A worker's side: Counters whose counting happens in the supervisor. */
 export class SupervisorCounters implements Counters {
   private readonly timeoutMs: number;
-  private readonly watchMs: number;
-  private readonly now: () => number;
+  private readonly maxAsked: number;
   private nextQuestion = 0;
   private readonly asked = new Map<number, { answer: (a: SharedAcquired | null) => void }>();
-  private totals = new Map<string, ByteTotal>();
-  private dayEnd = 0;
+  /** The supervisor keeps only today: a worker's bytes unsent at midnight are forgotten with their day. */
+  private readonly bytes: ByteLedger;
   /** Sent byte counts waiting for their totals, by flush number. */
-  private readonly flushes = new Map<number, [string, number][]>();
+  private readonly flushes = new Map<number, SentBytes[]>();
   private nextFlush = 0;
   private readonly flushTimer: ReturnType<typeof setInterval>;
   private fallbacks = 0;
@@ -106,8 +102,8 @@ export class SupervisorCounters implements Counters {
     options: SupervisorCountersOptions = {},
   ) {
     this.timeoutMs = options.timeoutMs ?? 1000;
-    this.watchMs = options.watchMs ?? 60_000;
-    this.now = options.now ?? Date.now;
+    this.maxAsked = options.maxAsked ?? 4096;
+    this.bytes = new ByteLedger({ now: options.now ?? Date.now, watchMs: options.watchMs ?? 60_000, keepPastMs: 0 });
     this.flushTimer = setInterval(() => this.flush(), options.flushMs ?? 1000);
     this.flushTimer.unref();
   }
@@ -119,11 +115,16 @@ export class SupervisorCounters implements Counters {
   acquire(specs: LimitSpec[]): Promise<Acquired> {
     const limited = limitedSpecs(specs);
     if (limited.length === 0) return Promise.resolve({ ok: true, lease: EMPTY_LEASE });
+    // A supervisor this far behind is not answering: asking more would only grow `asked`.
+    if (this.asked.size >= this.maxAsked) {
+      this.fallbacks++;
+      return Promise.resolve(UNAVAILABLE);
+    }
     const q = ++this.nextQuestion;
     return new Promise((resolve) => {
       const unavailable = () => {
         this.fallbacks++;
-        resolve({ ok: false, key: limited[0]!.key, max: limited[0]!.max, reason: "unavailable" });
+        resolve(UNAVAILABLE);
       };
       // A supervisor that does not answer must not hold a session open: refuse (limits that
       // cannot be counted are not waived), and give back a grant that comes too late.
@@ -162,48 +163,23 @@ export class SupervisorCounters implements Counters {
 
   // ---- bytes ----
 
-  addBytes(key: string, n: number): void {
-    if (!isByteCount(n)) return;
-    const t = this.total(key);
-    t.pending += n;
+  addBytes(key: string, n: number): number {
+    return this.bytes.add(key, isByteCount(n) ? n : 0);
   }
 
   bytesToday(key: string): number {
-    const t = this.total(key);
-    return t.known + t.inflight + t.pending;
-  }
-
-  private total(key: string): ByteTotal {
-    const now = this.now();
-    // The supervisor starts its day at the same UTC midnight; a new day forgets the old totals.
-    if (now >= this.dayEnd || now < this.dayEnd - DAY_MS) {
-      this.totals = new Map();
-      this.dayEnd = utcDayStart(now) + DAY_MS;
-    }
-    let t = this.totals.get(key);
-    if (!t) this.totals.set(key, (t = { known: 0, inflight: 0, pending: 0, touched: now }));
-    t.touched = now;
-    return t;
+    return this.bytes.total(key);
   }
 
   /** Sends what was added since the last flush, and asks the totals of every key in use. */
   flush(): void {
     if (this.closed) return;
-    const now = this.now();
-    const adds: [string, number][] = [];
-    for (const [key, t] of this.totals) {
-      if (t.pending > 0 || now - t.touched < this.watchMs) adds.push([key, t.pending]);
-      else if (t.inflight === 0) this.totals.delete(key);
-    }
-    if (adds.length === 0) return;
+    const sent = this.bytes.takeFlush().flatMap((d) => d.sent);
+    if (sent.length === 0) return;
     const f = ++this.nextFlush;
-    if (!this.send({ t: "bytes", f, adds })) return; // kept as pending: sent with the next flush
-    for (const [key, n] of adds) {
-      const t = this.totals.get(key)!;
-      t.pending -= n;
-      t.inflight += n;
-    }
-    this.flushes.set(f, adds);
+    // Not sent: kept as pending, sent with the next flush.
+    if (!this.send({ t: "bytes", f, adds: sent.map((s) => [s.key, s.n]) })) return this.bytes.restore(sent);
+    this.flushes.set(f, sent);
   }
 
   /** The supervisor's totals for flush `f`. */
@@ -212,14 +188,10 @@ export class SupervisorCounters implements Counters {
     this.flushes.delete(f);
     if (!sent) return;
     const known = new Map(totals);
-    for (const [key, n] of sent) {
-      const t = this.totals.get(key);
-      if (!t) continue; // a new day began meanwhile
-      t.inflight -= n;
-      const total = known.get(key);
-      // The total includes this flush, not the later ones still on their way (kept in inflight).
-      if (total !== undefined) t.known = total;
-    }
+    this.bytes.confirm(
+      sent,
+      sent.map((s) => known.get(s.key)),
+    );
   }
 
   async close(): Promise<void> {

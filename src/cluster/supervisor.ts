@@ -8,6 +8,7 @@ import { DEFAULT_HOST, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from "../constants.ts";
 import type { Logger } from "../log.ts";
 import type { PolicyConfig } from "../policy/load.ts";
 import { resolvePolicy, type ServerOptions } from "../server/options.ts";
+import { logUncaught } from "../serve-process.ts";
 import { RestartBackoff } from "./backoff.ts";
 import { pickFreePort } from "./free-port.ts";
 import { isWorkerMessage, type SharedAcquired, type SupervisorMessage, type WorkerMessage } from "./messages.ts";
@@ -83,8 +84,7 @@ class Supervisor {
   }
 
   start(): void {
-    process.on("uncaughtException", (e) => this.log.error("uncaught exception in the supervisor", { error: String(e), stack: (e as Error).stack }));
-    process.on("unhandledRejection", (e) => this.log.error("unhandled rejection in the supervisor", { error: String(e) }));
+    logUncaught(this.log, " in the supervisor");
     process.on("SIGINT", () => this.shutdown("SIGINT"));
     process.on("SIGTERM", () => this.shutdown("SIGTERM"));
     process.on("SIGHUP", () => this.reload());
@@ -157,6 +157,9 @@ class Supervisor {
           });
         return;
       }
+      case "shown":
+        this.retired.saw(w.pid, msg.own);
+        return;
       case "series":
         this.retired.saw(w.pid, msg.series); // even late: remembering more than was shown is safe
         this.gatherer.answer(w.pid, msg.q, msg.series);

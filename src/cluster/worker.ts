@@ -3,12 +3,11 @@
 // takes its orders — drain, reload — from the supervisor over IPC, and answers the
 // supervisor's questions about its metric series.
 import { SHUTDOWN_GRACE_MS } from "../constants.ts";
-import type { Logger } from "../log.ts";
 import type { ServerOptions } from "../server/options.ts";
 import { createServer, type WasmnetServer } from "../server/server.ts";
-import type { Series } from "../session/metrics.ts";
+import { logUncaught, TwoStageDrain, warnNoPolicy } from "../serve-process.ts";
 import { clusterSeries, isSupervisorMessage, type WorkerMessage } from "./messages.ts";
-import { PEER_WAIT_MS } from "./peer-series.ts";
+import { PeerQuestions } from "./peer-questions.ts";
 import { SupervisorCounters } from "./shared-counters.ts";
 import type { WorkerRole } from "./role.ts";
 import { workerLogger } from "./worker-log.ts";
@@ -20,7 +19,7 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
     process.send!(m, undefined, undefined, () => then?.());
   };
   let cluster = { workers: 0, restarts: 0 };
-  const peers = new PeerQuestions(send, log);
+  const peers = new PeerQuestions(send, log, () => process.connected);
   let server: WasmnetServer | null = null;
   // Without Redis, the supervisor counts the limits for every worker (made only if the policy names no Redis).
   let counters: SupervisorCounters | null = null;
@@ -29,23 +28,9 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
     process.send!(m);
     return true;
   };
-  let down: "no" | "draining" | "now" = "no";
-
-  const drain = async (why: string) => {
-    if (down !== "no") return;
-    down = "draining";
-    if (!server) process.exit(0); // not listening yet: no session to wait for
-    log.info("shutting down", { reason: why, drain_secs: server.handler.ctx.policies.current.server.drainSecs });
-    await server.drain();
-    process.exit(0);
-  };
-  const drainNow = () => {
-    if (!server) process.exit(0);
-    if (down === "no") void drain("second signal");
-    down = "now";
-    log.info("second signal: closing every session now", {});
-    server.handler.drainNow();
-  };
+  const stop = new TwoStageDrain(log, () => server);
+  const drain = (why: string) => stop.drain({ reason: why });
+  const drainNow = () => stop.now({ reason: "second signal" });
 
   // Orders sent before this runs are not lost: Bun holds IPC messages until a listener exists.
   process.on("message", (m: unknown) => {
@@ -105,45 +90,7 @@ export async function runWorker(options: ServerOptions, role: WorkerRole): Promi
     setTimeout(exit, SHUTDOWN_GRACE_MS).unref();
     return send({ t: "fatal", msg }, exit);
   }
-  // One bad event must not take every session down with it: log it and keep serving.
-  process.on("uncaughtException", (e) => log.error("uncaught exception", { error: String(e), stack: (e as Error).stack }));
-  process.on("unhandledRejection", (e) => log.error("unhandled rejection", { error: String(e) }));
-  if (options.noPolicy) log.warn("--no-policy: every destination is allowed, including this machine and its network", {});
+  logUncaught(log);
+  warnNoPolicy(log, options);
   send({ t: "listening", port: server.port });
-}
-
-/** This worker's /metrics requests for the other workers' series, answered through the supervisor. */
-class PeerQuestions {
-  private next = 0;
-  private readonly waiting = new Map<number, (lists: Series[][]) => void>();
-
-  constructor(
-    private readonly send: (m: WorkerMessage) => void,
-    private readonly log: Logger,
-  ) {}
-
-  ask(own: Series[]): Promise<Series[][]> {
-    if (!process.connected) return Promise.resolve([]);
-    const q = ++this.next;
-    return new Promise((resolve) => {
-      // The supervisor answers within PEER_WAIT_MS with whatever it has; past twice that it is
-      // not answering at all, and this worker's own numbers are better than none.
-      const timer = setTimeout(() => {
-        this.waiting.delete(q);
-        this.log.warn("metrics: the supervisor did not answer; reporting this worker only", {});
-        resolve([]);
-      }, 2 * PEER_WAIT_MS);
-      this.waiting.set(q, (lists) => {
-        clearTimeout(timer);
-        resolve(lists);
-      });
-      this.send({ t: "peers?", q, own });
-    });
-  }
-
-  answered(q: number, lists: Series[][]): void {
-    const done = this.waiting.get(q);
-    this.waiting.delete(q);
-    done?.(lists);
-  }
 }

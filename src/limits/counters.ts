@@ -38,8 +38,11 @@ export interface Counters {
    * The same key twice counts once (the smaller max applies).
    */
   acquire(specs: LimitSpec[]): Promise<Acquired>;
-  /** Add bytes moved to key's total for the current UTC day. Synchronous, memory only. */
-  addBytes(key: string, n: number): void;
+  /**
+   * Add bytes moved to key's total for the current UTC day, and return that total (as
+   * bytesToday would). Synchronous, memory only: it runs for every chunk relayed.
+   */
+  addBytes(key: string, n: number): number;
   /** Bytes counted today for key, as last known (this process's part included at once). */
   bytesToday(key: string): number;
   readonly state: CountersState;

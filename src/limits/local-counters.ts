@@ -68,10 +68,12 @@ export class LocalCounters implements Counters {
     };
   }
 
-  addBytes(key: string, n: number): void {
-    if (!isByteCount(n)) return;
+  addBytes(key: string, n: number): number {
     this.rollDay();
-    this.bytes.set(key, (this.bytes.get(key) ?? 0) + n);
+    const total = this.bytes.get(key) ?? 0;
+    if (!isByteCount(n)) return total;
+    this.bytes.set(key, total + n);
+    return total + n;
   }
 
   bytesToday(key: string): number {

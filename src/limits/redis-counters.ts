@@ -23,10 +23,10 @@ import {
   type Lease,
   type LimitSpec,
 } from "./counters.ts";
+import { ByteLedger } from "./byte-ledger.ts";
 import { LocalCounters } from "./local-counters.ts";
 import { ACQUIRE, ADD_BYTES, RELEASE, RENEW, SCRIPTS, type RedisScript } from "./redis-scripts.ts";
 import { withTimeout } from "./timeout.ts";
-import { DAY_MS, utcDayName, utcDayStart } from "./utc-day.ts";
 
 export type OnRedisError = "local" | "deny";
 
@@ -61,22 +61,6 @@ const BATCH = 500;
 /** Lease ids to remove once Redis answers again; beyond this they are left to expire. */
 const CLEANUP_MAX = 100_000;
 
-interface ByteTotal {
-  /** The cluster total as Redis last reported it (our flushed part included). */
-  known: number;
-  /** Sent in the flush in progress, not yet confirmed. */
-  inflight: number;
-  /** Added here since the last flush. */
-  pending: number;
-  /** Last addBytes or bytesToday. */
-  touched: number;
-}
-
-interface ByteDay {
-  name: string;
-  totals: Map<string, ByteTotal>;
-}
-
 export class RedisCounters implements Counters {
   private readonly url: string;
   private readonly prefix: string;
@@ -85,9 +69,7 @@ export class RedisCounters implements Counters {
   private readonly onRedisError: OnRedisError;
   private readonly flushMs: number;
   private readonly probeMs: number;
-  private readonly watchMs: number;
   private readonly log: Pick<Logger, "warn" | "info">;
-  private readonly now: () => number;
   readonly instanceId: string;
 
   /** The live connection; null while Redis is unavailable (and before the first connect). */
@@ -107,10 +89,8 @@ export class RedisCounters implements Counters {
   /** [lease-set key, lease id] pairs to remove from Redis when it answers (released while away). */
   private cleanup: [string, string][] = [];
 
-  private today: ByteDay = { name: "", totals: new Map() };
-  private dayEnd = 0;
-  /** Days gone by with bytes not yet flushed. */
-  private pastDays: ByteDay[] = [];
+  /** Byte totals: today's, and days gone by with bytes not yet flushed. */
+  private readonly bytes: ByteLedger;
 
   private renewTimer: ReturnType<typeof setInterval>;
   private flushTimer: ReturnType<typeof setInterval>;
@@ -126,9 +106,8 @@ export class RedisCounters implements Counters {
     this.onRedisError = options.onRedisError ?? "local";
     this.flushMs = options.flushMs ?? 1000;
     this.probeMs = options.probeMs ?? 1000;
-    this.watchMs = options.watchMs ?? 60_000;
     this.log = options.logger ?? createLogger("warn");
-    this.now = options.now ?? Date.now;
+    this.bytes = new ByteLedger({ now: options.now ?? Date.now, watchMs: options.watchMs ?? 60_000, keepPastMs: BYTES_KEEP_SECS * 1000 });
     this.instanceId = options.instanceId ?? defaultInstanceId();
     if (!(this.leaseMs >= 1000)) throw new RangeError(`lease_secs must be at least 1, got ${options.leaseSecs}`);
     if (!(this.timeoutMs > 0)) throw new RangeError(`timeout must be positive, got ${this.timeoutMs}`);
@@ -274,95 +253,49 @@ export class RedisCounters implements Counters {
 
   // ---- bytes ----
 
-  addBytes(key: string, n: number): void {
-    if (!isByteCount(n)) return;
-    const now = this.now();
-    const t = this.byteTotal(key, now);
-    t.pending += n;
-    t.touched = now;
+  addBytes(key: string, n: number): number {
+    return this.bytes.add(key, isByteCount(n) ? n : 0);
   }
 
   bytesToday(key: string): number {
-    const now = this.now();
-    const t = this.byteTotal(key, now);
-    t.touched = now;
-    return t.known + t.inflight + t.pending;
-  }
-
-  private byteTotal(key: string, now: number): ByteTotal {
-    if (now >= this.dayEnd || now < this.dayEnd - DAY_MS) this.rollDay(now);
-    let t = this.today.totals.get(key);
-    if (!t) {
-      t = { known: 0, inflight: 0, pending: 0, touched: now };
-      this.today.totals.set(key, t);
-    }
-    return t;
-  }
-
-  private rollDay(now: number): void {
-    if (this.today.totals.size > 0) this.pastDays.push(this.today);
-    this.today = { name: utcDayName(now), totals: new Map() };
-    this.dayEnd = utcDayStart(now) + DAY_MS;
+    return this.bytes.total(key);
   }
 
   /** Writes the bytes added since the last flush and reads back the cluster totals of keys in use. */
   private async flushBytes(c: RedisClient, live: boolean): Promise<void> {
-    const now = this.now();
-    if (now >= this.dayEnd || now < this.dayEnd - DAY_MS) this.rollDay(now);
-    // Days gone by: only their unsent bytes matter; a day older than its Redis key is dropped.
-    this.pastDays = this.pastDays.filter((d) => Date.parse(d.name) + DAY_MS + BYTES_KEEP_SECS * 1000 > now);
-    for (const day of this.pastDays) {
-      for (const [key, t] of day.totals) if (t.pending === 0 && t.inflight === 0) day.totals.delete(key);
-      await this.sendTotals(c, live, day.name, [...day.totals]);
-    }
-    this.pastDays = this.pastDays.filter((d) => d.totals.size > 0);
-
-    const inUse: [string, ByteTotal][] = [];
-    for (const [key, t] of this.today.totals) {
-      if (t.pending > 0 || now - t.touched < this.watchMs) inUse.push([key, t]);
-      else if (t.inflight === 0) this.today.totals.delete(key);
-    }
-    await this.sendTotals(c, live, this.today.name, inUse);
-  }
-
-  private async sendTotals(c: RedisClient, live: boolean, dayName: string, entries: [string, ByteTotal][]): Promise<void> {
-    for (let i = 0; i < entries.length; i += BATCH) {
-      const batch = entries.slice(i, i + BATCH);
-      const totals = batch.map(([, t]) => t);
-      const sent = totals.map((t) => Math.round(t.pending));
-      totals.forEach((t, j) => {
-        t.pending -= sent[j]!;
-        t.inflight += sent[j]!;
-      });
-      const redisKeys = batch.map(([k]) => `${this.prefix}bytes:${k}:${dayName}`);
-      try {
-        const result = await this.script(c, live, ADD_BYTES, redisKeys, [String(BYTES_KEEP_SECS), ...sent.map(String)]);
-        if (!Array.isArray(result) || result.length !== totals.length) throw new Error("add-bytes script answered a malformed reply");
-        totals.forEach((t, j) => {
-          t.inflight -= sent[j]!;
-          t.known = Number(result[j]);
-        });
-      } catch (err) {
-        // Unconfirmed bytes are sent again later: a flush that did land before its deadline is
-        // then counted twice, which errs on the side of the quota.
-        totals.forEach((t, j) => {
-          t.inflight -= sent[j]!;
-          t.pending += sent[j]!;
-        });
-        throw err;
+    const days = this.bytes.takeFlush();
+    const all = days.flatMap((d) => d.sent);
+    let done = 0;
+    try {
+      for (const { day, sent } of days) {
+        for (let i = 0; i < sent.length; i += BATCH) {
+          const batch = sent.slice(i, i + BATCH);
+          const redisKeys = batch.map((s) => `${this.prefix}bytes:${s.key}:${day}`);
+          const result = await this.script(c, live, ADD_BYTES, redisKeys, [String(BYTES_KEEP_SECS), ...batch.map((s) => String(s.n))]);
+          if (!Array.isArray(result) || result.length !== batch.length) throw new Error("add-bytes script answered a malformed reply");
+          this.bytes.confirm(batch, result.map(Number));
+          done += batch.length;
+        }
       }
+    } catch (err) {
+      // Unconfirmed bytes are sent again later: a flush that did land before its deadline is
+      // then counted twice, which errs on the side of the quota.
+      this.bytes.restore(all.slice(done));
+      throw err;
     }
   }
 
   private async flush(): Promise<void> {
     const c = this.client;
+    // During an outage nothing is flushed, which is where idle entries and past days are dropped.
+    if (!c && !this.closed) this.bytes.prune(false);
     if (!c || this.flushing || this.closed) return;
     this.flushing = true;
     try {
       await this.removeForgotten(c, true);
       await this.flushBytes(c, true);
       // Nothing else went out: a ping keeps redisUp honest on an idle instance.
-      if (this.client === c && this.held.size === 0 && this.today.totals.size === 0) await this.call(c, "PING", []);
+      if (this.client === c && this.held.size === 0 && this.bytes.size === 0) await this.call(c, "PING", []);
     } catch {
       // run() has already counted the error and started the outage.
     } finally {

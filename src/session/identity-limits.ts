@@ -14,6 +14,9 @@ export class IdentityLimits {
   private readonly leases = new Map<object, Lease>();
   private readonly bucketShare: { bucket: TokenBucket | null; release: () => void };
   private spent = false;
+  /** The identity's counter keys, built once: spend() runs for every chunk relayed. */
+  private readonly bytesKey: string;
+  private readonly connsKey: string;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -21,6 +24,8 @@ export class IdentityLimits {
     /** The session's policy as of now (a reload changes it). */
     private readonly policy: () => PolicyConfig,
   ) {
+    this.bytesKey = `id:${identity.key}`;
+    this.connsKey = `id:${identity.key}:conns`;
     this.bucketShare = ctx.buckets.use(identity.key, policy().limits.maxBandwidthMbpsPerIdentity);
   }
 
@@ -48,7 +53,7 @@ export class IdentityLimits {
   acquireConnection(granted: (lease: Lease) => void, refused: (why: string) => void): void {
     const max = this.policy().limits.maxConnectionsPerIdentity;
     if (max === 0) return granted(EMPTY_LEASE);
-    void this.ctx.counters.acquire([{ key: `id:${this.identity.key}:conns`, max }]).then((a) => {
+    void this.ctx.counters.acquire([{ key: this.connsKey, max }]).then((a) => {
       if (a.ok) return granted(a.lease);
       refused(a.reason === "limit" ? `max_connections_per_identity (${max}) reached for ${this.who}` : "cluster limits are unavailable; try again later");
     });
@@ -68,8 +73,9 @@ export class IdentityLimits {
 
   /** The quota is spent (and, unless a new day began, stays so). */
   quotaSpent(): boolean {
-    if (this.spent && !this.overQuota()) this.spent = false; // a new UTC day
-    return this.spent || this.overQuota();
+    const over = this.overQuota();
+    if (!over) this.spent = false; // a new UTC day
+    return over;
   }
 
   quotaMessage(): string {
@@ -80,16 +86,14 @@ export class IdentityLimits {
   spend(bytes: number): boolean {
     const max = this.policy().limits.maxBytesPerDay;
     if (max === 0 || this.spent) return false;
-    const key = `id:${this.identity.key}`;
-    this.ctx.counters.addBytes(key, bytes);
-    if (this.ctx.counters.bytesToday(key) < max) return false;
+    if (this.ctx.counters.addBytes(this.bytesKey, bytes) < max) return false;
     this.spent = true;
     return true;
   }
 
   private overQuota(): boolean {
     const max = this.policy().limits.maxBytesPerDay;
-    return max > 0 && this.ctx.counters.bytesToday(`id:${this.identity.key}`) >= max;
+    return max > 0 && this.ctx.counters.bytesToday(this.bytesKey) >= max;
   }
 
   /** The session ended: every unit back. */

@@ -110,7 +110,7 @@ export class PosixAdapter extends WsAdapter {
 
   // ---- client → session ----
 
-  message(message: string | Buffer): void {
+  protected receive(message: string | Buffer): void {
     if (this.session.closed || this.gone) return;
     if (typeof message === "string") {
       // A text frame carries no readable callId, so nothing can be answered; it is counted.
@@ -638,9 +638,12 @@ export class PosixAdapter extends WsAdapter {
     return null;
   }
 
-  /** Answers the waiting recvs that can be answered, oldest first. */
+  /**
+   * Answers the waiting recvs that can be answered, oldest first; while the client does not
+   * read its replies they wait (up to MAX_PARKED_CALLS MSG_PEEKs could each take a window).
+   */
   private serveRecv(s: PosixSocket): void {
-    while (s.recvWaiters.length > 0) {
+    while (s.recvWaiters.length > 0 && !this.repliesHeld) {
       const w = s.recvWaiters[0]!;
       const out = this.recvOutcome(s, w);
       if (!out) break;
@@ -657,6 +660,13 @@ export class PosixAdapter extends WsAdapter {
     s.recvWaiters.splice(i, 1);
     this.fail(w.call, ERRNO.EAGAIN);
     this.serveRecv(s); // a MSG_WAITALL that timed out may have held up the others
+  }
+
+  protected override repliesWanted(): void {
+    for (const s of this.fds.values()) {
+      if (this.repliesHeld) return;
+      if (s.recvWaiters.length > 0) this.serveRecv(s);
+    }
   }
 
   /** The target is read only while the receive buffer has room. */

@@ -224,7 +224,7 @@ export class WispAdapter extends WsAdapter {
 
   // ---- client → session ----
 
-  message(message: string | Buffer): void {
+  protected receive(message: string | Buffer): void {
     if (this.session.closed) return;
     if (this.waiting !== null) {
       // A paused WebSocket still delivers what it had decoded: keep it, in order, for later.

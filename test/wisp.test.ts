@@ -204,6 +204,30 @@ describe("Wisp v2 handshake (packet level)", () => {
     d.close();
   });
 
+  test("a datagram the session refuses (70,000 bytes) is dropped: the UDP stream and its socket go on, nothing leaks", async () => {
+    const udpSockets = () => open.handler.ctx.metrics.sockets.udp;
+    const before = udpSockets();
+    const c = await RawWisp.open(wispUrl, { v2: true });
+    try {
+      c.keepData = true;
+      c.send({ type: "connect", stream: 1, streamType: 2, port: uecho.port, host: "127.0.0.1" });
+      c.send({ type: "data", stream: 1, data: enc("first") });
+      await c.waitBytes(1, 5);
+      expect(udpSockets()).toBe(before + 1);
+      c.send({ type: "data", stream: 1, data: new Uint8Array(70_000) }); // over the UDP maximum of 65,507
+      c.send({ type: "data", stream: 1, data: enc("after") });
+      await c.waitBytes(1, 10);
+      expect(c.packets.filter((p) => p.type === "close" && p.stream === 1)).toEqual([]);
+      expect(dec((c.packets.filter((p) => p.type === "data" && p.stream === 1).at(-1) as Extract<WispPacket, { type: "data" }>).data)).toBe("after");
+      expect(udpSockets()).toBe(before + 1);
+      // Closing the stream lets its socket go: the count is back where it was.
+      c.send({ type: "close", stream: 1, reason: WISP_CLOSE.voluntary });
+      await waitFor(() => udpSockets() === before, { what: "the UDP socket closed with its stream", detail: () => udpSockets() - before });
+    } finally {
+      c.close();
+    }
+  });
+
   test("UDP stream without the UDP extension negotiated is refused with 0x41", async () => {
     const c = await RawWisp.open(wispUrl, { v2: true, info: [] });
     c.send({ type: "connect", stream: 3, streamType: 2, port: uecho.port, host: "127.0.0.1" });

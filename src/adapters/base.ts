@@ -50,6 +50,20 @@ const DRAIN_RECHECK_MS = 5;
 
 const utf8 = new TextEncoder();
 
+/**
+ * Whether an answer on an open (bound) UDP socket ends it, per docs/protocol.md#which-answers-end-an-id:
+ * `closed`, the idle timeout's `ETIMEDOUT` and the daily quota's `ELIMIT` (#limits: "its streams end")
+ * do; any other `error` or `denied` was about one datagram and the socket stays. The two are told
+ * apart from per-datagram errors of the same code by the setting their message names.
+ */
+export function udpSocketEnds(ev: Extract<Event, { ev: "closed" | "error" | "denied" }>): boolean {
+  if (ev.ev === "closed") return true;
+  if (ev.ev === "denied") return false;
+  if (ev.code === "ETIMEDOUT") return ev.msg.includes("(idle_timeout_secs)");
+  if (ev.code === "ELIMIT") return ev.msg.includes("(max_bytes_per_day)");
+  return false;
+}
+
 /** A WebSocket close reason: at most 123 bytes of UTF-8. */
 export function closeReason(s: string): string {
   const b = utf8.encode(s);

@@ -21,7 +21,7 @@
 //   on, so a blocking send blocks while the target is slow, and MSG_DONTWAIT gets EAGAIN.
 import type { ServerWebSocket } from "bun";
 import { canonicalIp } from "../policy/address.ts";
-import { MAX_DATAGRAM_BYTES, type ErrorCode } from "../protocol/constants.ts";
+import { MAX_DATAGRAM_BYTES } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import { addrinfoEntries, checkHints, literalFamily, nullNodeAddresses, parseService, type AddrinfoQuery } from "../protocol/posix-addrinfo.ts";
 import {
@@ -58,7 +58,7 @@ import {
   type Sockaddr,
 } from "../protocol/posix.ts";
 import type { SessionContext } from "../session/context.ts";
-import { INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
+import { INPUT_PAUSE, UploadWindow, udpSocketEnds, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 import { PosixSocket, optionBytes, optionShape, type AcceptWaiter, type Call, type Endpoint, type RecvWaiter, type SendWaiter } from "./posix-socket.ts";
 
 /** The first fd a program gets (0–2 are its own stdin, stdout, stderr). */
@@ -756,7 +756,7 @@ export class PosixAdapter extends WsAdapter {
     if (ev.ev === "denied") return this.fail(call, ERRNO.EACCES);
     if (ev.ev !== "error") return this.ok(call, data.length);
     const errno = posixErrno(ev.code);
-    if (udpSocketGone(ev.code)) this.udpFailed(s, errno, false);
+    if (udpSocketEnds(ev)) this.udpFailed(s, errno, false);
     this.fail(call, errno);
   }
 
@@ -891,25 +891,25 @@ export class PosixAdapter extends WsAdapter {
       case "data_from":
         return this.datagram(s, ev.data, ev.addr, ev.port);
       case "closed":
-        return this.ended(s, 0, null);
+        return this.ended(s, 0, ev);
       case "error":
-        return this.ended(s, posixErrno(ev.code), ev.code);
+        return this.ended(s, posixErrno(ev.code), ev);
       case "denied":
-        return this.ended(s, ERRNO.EACCES, null);
+        return this.ended(s, ERRNO.EACCES, ev);
       default:
         return;
     }
   }
 
   /** The session ended the socket's resource: `errno` 0 for an orderly close. */
-  private ended(s: PosixSocket, errno: number, code: ErrorCode | null): void {
+  private ended(s: PosixSocket, errno: number, ev: Extract<Event, { ev: "closed" | "error" | "denied" }>): void {
     const op = s.op;
     switch (s.state) {
       case "opening":
         return this.udpFailed(s, errno || ERRNO.ECONNREFUSED, true);
       case "open":
         // Only the session's own decisions end a UDP socket unasked (idle timeout, daily quota).
-        if (code !== null && !udpSocketGone(code)) return;
+        if (!udpSocketEnds(ev)) return;
         return this.udpFailed(s, errno || ERRNO.ECONNRESET, false);
       case "binding":
         this.unmap(s);
@@ -996,11 +996,6 @@ function parseRemote(remote: string): Endpoint | null {
   if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
   const port = Number(remote.slice(colon + 1));
   return Number.isInteger(port) && canonicalIp(host) !== null ? { address: canonicalIp(host)!, port } : null;
-}
-
-/** Error codes with which the session ends a UDP socket on its own (the others concern one datagram). */
-function udpSocketGone(code: ErrorCode): boolean {
-  return code === "ELIMIT" || code === "ETIMEDOUT";
 }
 
 function recvReply(w: RecvWaiter, data: Uint8Array, from: Endpoint | null, s: PosixSocket): Uint8Array {

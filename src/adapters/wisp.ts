@@ -40,7 +40,7 @@ import {
   type WispPacket,
 } from "../protocol/wisp.ts";
 import type { SessionContext } from "../session/context.ts";
-import { closeReason, INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
+import { closeReason, INPUT_PAUSE, udpSocketEnds, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 
 /** Packets each TCP stream may have in flight (the CONTINUE buffer size; wisp-js and epoxy use 128). */
 export const WISP_BUFFER_PACKETS = 128;
@@ -214,9 +214,11 @@ export class WispAdapter extends WsAdapter {
       case "closed":
         return this.drop(s, WISP_CLOSE.voluntary);
       case "error":
-        return this.drop(s, wispCloseReason(ev.code));
       case "denied":
-        return this.drop(s, WISP_CLOSE.blocked);
+        // On an open UDP stream most answers are about one datagram (the session counted it; Wisp
+        // has no way to say so): the stream and the session's socket stay.
+        if (s.udp && s.connected && !udpSocketEnds(ev)) return;
+        return this.drop(s, ev.ev === "error" ? wispCloseReason(ev.code) : WISP_CLOSE.blocked);
       default:
         return; // end, resolved, listening, accepted: never asked for
     }

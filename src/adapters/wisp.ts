@@ -15,7 +15,7 @@
 // before anything is opened; on a session that came with a token, the token's identity stays
 // (the Wisp login is still checked) — see docs/protocol.md#wisp.
 import type { ServerWebSocket } from "bun";
-import type { ErrorCode } from "../protocol/constants.ts";
+import { MAX_DATAGRAM_BYTES, type ErrorCode } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import {
   decodeWispKeyClient,
@@ -84,8 +84,9 @@ class WispStream {
   /** Running average packet size, to size CONTINUE in bytes as well as packets. */
   avg = 0;
   connected = false;
-  /** UDP: datagrams the client sent before the socket was bound. */
+  /** UDP: datagrams the client sent before the socket was bound, and their bytes. */
   early: Uint8Array[] = [];
+  earlyBytes = 0;
 
   constructor(
     readonly id: number,
@@ -131,6 +132,7 @@ class WispStream {
   drop(): void {
     this.upload.clear();
     this.early = [];
+    this.earlyBytes = 0;
   }
 }
 
@@ -208,6 +210,7 @@ export class WispAdapter extends WsAdapter {
         s.connected = true;
         const early = s.early;
         s.early = [];
+        s.earlyBytes = 0;
         for (const d of early) if (this.streams.get(s.id) === s) this.session.handle({ ok: true, req: { op: "send", id: s.id, data: d } });
         return;
       }
@@ -399,15 +402,22 @@ export class WispAdapter extends WsAdapter {
       return this.refuse(id, "EBADID", `Wisp DATA for unknown stream ${id}`);
     }
     const max = this.session.maxMessageBytes;
+    if (s.udp) {
+      // Too large for UDP or for a message: that datagram is dropped and counted, the stream
+      // goes on (Wisp has no way to report one datagram's failure; docs/protocol.md#udp).
+      if (data.length > MAX_DATAGRAM_BYTES) return this.session.noteError(id, "EBADREQ", `Wisp UDP datagram of ${data.length} bytes exceeds ${MAX_DATAGRAM_BYTES}`);
+      if (data.length + WISP_HEADER_BYTES > max) return this.session.noteError(id, "ELIMIT", `Wisp DATA of ${data.length} bytes exceeds max_message_bytes (${max})`);
+      if (s.connected) return this.session.handle({ ok: true, req: { op: "send", id, data } });
+      // Before the socket is bound: a few, at most a window's worth; later ones are dropped (UDP may).
+      if (s.early.length < EARLY_DATAGRAMS && s.earlyBytes + data.length <= this.window) {
+        s.early.push(data);
+        s.earlyBytes += data.length;
+      } else this.session.ctx.metrics.udpDropped("unbound");
+      return;
+    }
     if (data.length + WISP_HEADER_BYTES > max)
       // Same rule as the wasmnet protocol: an oversized send ends that stream with ELIMIT.
       return this.refuse(id, "ELIMIT", `Wisp DATA of ${data.length} bytes exceeds max_message_bytes (${max})`);
-    if (s.udp) {
-      if (s.connected) return this.session.handle({ ok: true, req: { op: "send", id, data } });
-      if (s.early.length < EARLY_DATAGRAMS) s.early.push(data);
-      else this.session.ctx.metrics.udpDropped("unbound");
-      return;
-    }
     s.received(data.length);
     if (data.length > 0) s.upload.offer(data);
     this.afterUpload(s);

@@ -45,6 +45,10 @@ export const INPUT_PAUSE = {
  * requests and never reads would otherwise fill the server up to Bun's backpressure limit.
  */
 export const REPLY_LIMIT_WATERMARKS = 4;
+/** Held chunks under this size are copied into a shared staging buffer (UploadWindow). */
+const SMALL_CHUNK_BYTES = 4096;
+/** One staging buffer: small chunks copied together until it is full. */
+const STAGING_BYTES = 16 * 1024;
 /** How often a full client's queue is looked at again: Bun may fire `drain` only once. */
 const DRAIN_RECHECK_MS = 5;
 
@@ -209,6 +213,13 @@ export class UploadWindow {
   private held: Uint8Array[] = [];
   private _heldBytes = 0;
   private pumping = false;
+  /**
+   * The newest held chunk when it is a view of a staging buffer that small chunks are copied
+   * into: a held view costs far more than a byte (1-byte Wisp packets would otherwise hold a
+   * million views per window), and a small view keeps its whole WebSocket message alive.
+   * Bytes past this view's end were never handed on, so appending there is safe.
+   */
+  private staging: Uint8Array | null = null;
 
   constructor(
     private readonly window: number,
@@ -219,6 +230,10 @@ export class UploadWindow {
   /** Bytes waiting here beyond the window. */
   get heldBytes(): number {
     return this._heldBytes;
+  }
+  /** Chunks waiting here (small ones share a staging buffer). */
+  get heldChunks(): number {
+    return this.held.length;
   }
   /** Handed plus held: what the client has sent that the target has not taken. */
   get inFlight(): number {
@@ -234,9 +249,27 @@ export class UploadWindow {
       this.forward(data);
       return;
     }
-    this.held.push(data);
+    this.hold(data);
     this._heldBytes += data.length;
     this.pump();
+  }
+
+  private hold(data: Uint8Array): void {
+    if (data.length >= SMALL_CHUNK_BYTES) {
+      this.held.push(data);
+      return;
+    }
+    const last = this.held.length - 1;
+    const tail = this.staging;
+    if (tail !== null && last >= 0 && this.held[last] === tail && tail.byteOffset + tail.length + data.length <= tail.buffer.byteLength) {
+      const grown = new Uint8Array(tail.buffer, tail.byteOffset, tail.length + data.length);
+      grown.set(data, tail.length);
+      this.held[last] = this.staging = grown;
+      return;
+    }
+    const fresh = new Uint8Array(new ArrayBuffer(STAGING_BYTES), 0, data.length);
+    fresh.set(data);
+    this.held.push((this.staging = fresh));
   }
 
   /** The session credited `bytes` (the target took them). */
@@ -266,6 +299,7 @@ export class UploadWindow {
   clear(): void {
     this.held = [];
     this._heldBytes = 0;
+    this.staging = null;
   }
 
   private pump(): void {

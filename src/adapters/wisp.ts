@@ -427,11 +427,19 @@ export class WispAdapter extends WsAdapter {
   private afterUpload(s: WispStream): void {
     if (this.streams.get(s.id) !== s) return;
     const held = s.upload.heldBytes;
-    if (held > this.window && !this.overfull.has(s)) {
+    // Packets are counted too: each costs an entry in `sizes`, and a client past its packet
+    // credit could send a window's worth of 1-byte packets.
+    const packets = s.packetsInFlight;
+    if ((held > this.window || packets > this.maxPackets) && !this.overfull.has(s)) {
       this.overfull.add(s);
       this.holdInput(INPUT_PAUSE.held);
-    } else if (held <= this.window / 2) this.relieve(s);
+    } else if (held <= this.window / 2 && packets <= this.maxPackets / 2) this.relieve(s);
     this.maybeContinue(s);
+  }
+
+  /** Packets in flight on one stream past which the client is not read (a client within its credit never gets there). */
+  private get maxPackets(): number {
+    return Math.max(1024, 8 * this.buffer);
   }
 
   /** Packets the client may send from now: the packet buffer, bounded by the byte window. */

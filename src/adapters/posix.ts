@@ -20,7 +20,7 @@
 //   beyond it wait in an UploadWindow and the send() is answered once they have all been handed
 //   on, so a blocking send blocks while the target is slow, and MSG_DONTWAIT gets EAGAIN.
 import type { ServerWebSocket } from "bun";
-import { canonicalIp } from "../policy/address.ts";
+import { canonicalIp, splitHostPort } from "../policy/address.ts";
 import { MAX_DATAGRAM_BYTES } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import { addrinfoEntries, checkHints, literalFamily, nullNodeAddresses, parseService, type AddrinfoQuery } from "../protocol/posix-addrinfo.ts";
@@ -984,18 +984,15 @@ function endpoint(addr: Sockaddr): Endpoint {
   return { address: canonicalIp(addr.address) ?? addr.address, port: addr.port };
 }
 
+/** Both are canonical (endpoint() above, or the session's own addresses). */
 function samePeer(a: Endpoint, b: Endpoint): boolean {
-  return a.port === b.port && (canonicalIp(a.address) ?? a.address) === (canonicalIp(b.address) ?? b.address);
+  return a.port === b.port && a.address === b.address;
 }
 
 /** "ip:port" or "[ip]:port", as the session reports an accepted connection's peer. */
 function parseRemote(remote: string): Endpoint | null {
-  const colon = remote.lastIndexOf(":");
-  if (colon < 0) return null;
-  let host = remote.slice(0, colon);
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  const port = Number(remote.slice(colon + 1));
-  return Number.isInteger(port) && canonicalIp(host) !== null ? { address: canonicalIp(host)!, port } : null;
+  const hp = splitHostPort(remote);
+  return hp?.isIp ? { address: hp.host, port: hp.port } : null;
 }
 
 function recvReply(w: RecvWaiter, data: Uint8Array, from: Endpoint | null, s: PosixSocket): Uint8Array {

@@ -140,8 +140,6 @@ export class WispAdapter extends WsAdapter {
   private readonly streams = new Map<number, WispStream>();
   private readonly recentlyClosed = new Set<number>();
   private readonly buffer: number;
-  /** The session's byte window per stream (set again after a login: its profile's). */
-  private window: number;
   /** v2 handshake: waiting for the client's INFO. Packets are not processed meanwhile. */
   private handshaking: boolean;
   private infoTimer: ReturnType<typeof setTimeout> | undefined;
@@ -163,7 +161,6 @@ export class WispAdapter extends WsAdapter {
   ) {
     super(ws, ctx, who, { flow: true, protocol: "wisp" });
     this.buffer = Math.max(1, config.bufferPackets ?? WISP_BUFFER_PACKETS);
-    this.window = this.session.window;
     this.handshaking = config.version === 2;
     this.challenge = config.keyAuth ? crypto.getRandomValues(new Uint8Array(WISP_KEY_CHALLENGE_BYTES)) : null;
     if (config.version === 2) {
@@ -337,7 +334,6 @@ export class WispAdapter extends WsAdapter {
     const refused = await this.session.bindIdentity({ key: `wisp:${login.user}`, name: login.user, profile: login.profile, allow: null });
     if (this.session.closed) return false;
     if (refused !== null) return this.refuseLogin(WISP_CLOSE.throttled, refused);
-    this.window = this.session.window; // the login's profile may size streams differently
     return true;
   }
 
@@ -464,6 +460,11 @@ export class WispAdapter extends WsAdapter {
   }
 
   // ---- helpers ----
+
+  /** The session's byte window per stream (a login's profile may size it differently). */
+  private get window(): number {
+    return this.session.window;
+  }
 
   /** Refuse a stream id with CLOSE (reason from `code`), ending any stream under it; counted and logged by the session. */
   private refuse(id: number, code: ErrorCode, msg: string): void {

@@ -98,8 +98,8 @@ export class PosixAdapter extends WsAdapter {
   private readonly guessed = new Set<number>();
   /** While a datagram is handed to the session: its refusal or error arrives here, synchronously. */
   private capture: { sid: number; ev: Event | null } | null = null;
-  /** Sockets with bytes waiting beyond their window (the client is not read while too much waits). */
-  private readonly heldSockets = new Set<PosixSocket>();
+  /** Bytes waiting beyond their sockets' windows (noteHeld): the client is not read while too much waits. */
+  private heldTotal = 0;
   private readonly window: number;
   private gone = false;
 
@@ -342,6 +342,7 @@ export class PosixAdapter extends WsAdapter {
     if (s.sid !== null && this.bySid.get(s.sid) === s) this.bySid.delete(s.sid);
     s.sid = null;
     s.readHeld = false;
+    this.noteHeld(s); // what it held no longer counts
   }
 
   /** A session id for a new resource of `s`: its fd the first time, then a fresh one. */
@@ -538,12 +539,12 @@ export class PosixAdapter extends WsAdapter {
     s.offered += data.length;
     const until = s.offered;
     up.offer(data);
+    this.noteHeld(s);
     if (s.sid === null) return this.fail(call, s.soError || ERRNO.EPIPE); // the stream ended while it was handed on
     if (s.forwarded >= until) return this.ok(call, data.length);
     const w: SendWaiter = { call, bytes: data.length, until };
     if (s.sndTimeoutMs > 0) w.timer = setTimeout(() => this.sendTimedOut(s, w), s.sndTimeoutMs);
     s.sendWaiters.push(w);
-    this.noteHeld(s);
   }
 
   /**
@@ -583,12 +584,12 @@ export class PosixAdapter extends WsAdapter {
    * is not read until the targets have taken half of it: a slowdown, never a loss.
    */
   private noteHeld(s: PosixSocket): void {
-    if (s.upload && s.upload.heldBytes > 0 && s.sid !== null) this.heldSockets.add(s);
-    else this.heldSockets.delete(s);
-    let total = 0;
-    for (const h of this.heldSockets) total += h.upload!.heldBytes;
-    if (total > 4 * this.window) this.holdInput(INPUT_PAUSE.held);
-    else if (total <= 2 * this.window) this.releaseInput(INPUT_PAUSE.held);
+    // A running total: each socket's share is what it held when last noted.
+    const held = s.upload && s.sid !== null ? s.upload.heldBytes : 0;
+    this.heldTotal += held - s.heldNoted;
+    s.heldNoted = held;
+    if (this.heldTotal > 4 * this.window) this.holdInput(INPUT_PAUSE.held);
+    else if (this.heldTotal <= 2 * this.window) this.releaseInput(INPUT_PAUSE.held);
   }
 
   // ---- recv, recvfrom ----
@@ -967,7 +968,7 @@ export class PosixAdapter extends WsAdapter {
     this.fds.clear();
     this.bySid.clear();
     this.lookups.clear();
-    this.heldSockets.clear();
+    this.heldTotal = 0;
   }
 }
 

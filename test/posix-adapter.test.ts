@@ -988,13 +988,18 @@ describe("UDP drops under the same rules as other adapters", () => {
       };
       frame(1, req.socket(AF.INET, SOCK.STREAM)); // fd 3
       frame(2, req.connect(3, sockaddr("127.0.0.1", source.port)));
-      // Many recv calls: their replies pile up toward the client that reads nothing.
-      for (let i = 0; i < 600; i++) frame(10 + i, req.recv(3, WINDOW));
+      // recv calls, a window each: their replies pile up toward the client that reads nothing.
+      // A few at a time, to stop between the high watermark (1 MiB) and the point past which
+      // a client that does not read is not read either (4 high watermarks).
       const sessionWs = () => [...srv.handler.sockets].find((w) => w.data.adapter?.constructor.name === "PosixAdapter" && w.getBufferedAmount() > 0);
-      await waitFor(() => (sessionWs()?.getBufferedAmount() ?? 0) > 1024 * 1024, {
-        what: "the client's WebSocket to be above the high watermark",
-        timeoutMs: 20_000,
-      });
+      const queued = () => sessionWs()?.getBufferedAmount() ?? 0;
+      let callId = 10;
+      for (let batch = 0; queued() <= 1024 * 1024; batch++) {
+        if (batch === 64) throw new Error(`the client's WebSocket never passed the high watermark (${queued()} bytes queued)`);
+        for (let i = 0; i < 8; i++) frame(callId++, req.recv(3, WINDOW, MSG.WAITALL));
+        await waitForSteady(queued, { what: "the replies to queue", quietMs: 200, timeoutMs: 20_000 });
+      }
+      expect(queued()).toBeLessThan(4 * 1024 * 1024);
       const before = metrics().udpDrops.get("backpressure") ?? 0;
       const got = udpEchoPeer.got.length;
       frame(1000, req.socket(AF.INET, SOCK.DGRAM)); // fd 4
@@ -1009,6 +1014,52 @@ describe("UDP drops under the same rules as other adapters", () => {
       source.stop();
     }
   }, 40_000);
+});
+
+describe("a client that sends requests and never reads their replies", () => {
+  test("repeated MSG_PEEK recvs: the replies queued toward it stay bounded; all are answered once it reads", async () => {
+    const source = sourceServer(4 * 1024 * 1024);
+    const ws = await rawWebSocket(srv.port, "/posix/");
+    try {
+      const frame = (callId: number, m: Uint8Array) => {
+        const f = m.slice();
+        new DataView(f.buffer).setInt32(0, callId, true);
+        ws.sendBinary(f);
+      };
+      ws.pause(); // read nothing the server sends
+      frame(1, req.socket(AF.INET, SOCK.STREAM)); // fd 3
+      frame(2, req.connect(3, sockaddr("127.0.0.1", source.port)));
+      // Each ~20-byte request asks for a full window back (the inbox is full and stays so), and
+      // waits for it, so at most 1024 of them (the parked-call limit) would be let through.
+      const peeks = 1000;
+      for (let i = 0; i < peeks; i++) frame(10 + i, req.recv(3, WINDOW, MSG.PEEK | MSG.WAITALL));
+      const posixSockets = () => [...srv.handler.sockets].filter((w) => w.data.adapter?.constructor.name === "PosixAdapter");
+      const queued = () => Math.max(0, ...posixSockets().map((w) => w.getBufferedAmount()));
+      let most = 0;
+      const steady = await waitForSteady(
+        () => {
+          most = Math.max(most, queued());
+          return most;
+        },
+        { what: "the replies queued toward the client to stop growing", quietMs: 500, timeoutMs: 20_000 },
+      );
+      // Unbounded, ~62 MiB of replies would queue (or the session would end at Bun's limit).
+      // Bounded: 4 high watermarks (4 MiB), plus the reply that crossed it.
+      expect(steady).toBeGreaterThan(1024 * 1024);
+      expect(steady).toBeLessThan(4 * 1024 * 1024 + 2 * WINDOW);
+      // Once it reads, every request is answered: the session was held, not ended.
+      ws.resume();
+      await waitFor(() => ws.received() >= peeks * WINDOW, {
+        what: "every MSG_PEEK answered once the client reads",
+        timeoutMs: 30_000,
+        detail: () => ({ received: ws.received(), expected: peeks * WINDOW }),
+      });
+      expect(posixSockets().length).toBeGreaterThan(0);
+    } finally {
+      ws.close();
+      source.stop();
+    }
+  }, 60_000);
 });
 
 describe("bounded buffers under a flooding target", () => {

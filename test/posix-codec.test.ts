@@ -26,7 +26,6 @@ import {
   encodeRecvfromReply,
   encodeRetReply,
   encodeSockaddr,
-  encodeSocketpairReply,
   encodeSocknameReply,
   formatIpv6,
   minReplyBytes,
@@ -424,13 +423,6 @@ describe("replies: exact layouts and the stub's minimum lengths", () => {
   test("ret-only success: 12 bytes, errno 0", () => {
     const r = encodeRetReply(-5, 3);
     expect(Array.from(r)).toEqual([0xfb, 0xff, 0xff, 0xff, 3, 0, 0, 0, 0, 0, 0, 0]);
-  });
-
-  test("socketpair: sv[0], sv[1] at 12 and 16", () => {
-    const r = encodeSocketpairReply(2, [5, 6]);
-    expect(r.length).toBe(20);
-    expect(header(r)).toEqual({ callId: 2, ret: 0, errno: 0 });
-    expect([le(r).getInt32(12, true), le(r).getInt32(16, true)]).toEqual([5, 6]);
   });
 
   test("accept: ret = new fd, i32 addrlen at 12, peer address at 16", () => {

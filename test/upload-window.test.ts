@@ -49,4 +49,29 @@ describe("UploadWindow", () => {
     expect(flat()).toEqual([...bytes(0, 6)]);
     expect(w.heldBytes).toBe(0);
   });
+
+  test("small chunks share staging buffers: 100,000 one-byte offers are a handful of held chunks, in order", () => {
+    const { w, flat } = pump(1000);
+    const n = 100_000;
+    for (let i = 0; i < n; i++) w.offer(Uint8Array.of(i & 0xff));
+    expect(w.heldBytes).toBe(n - 1000);
+    expect(w.heldChunks).toBeLessThanOrEqual(Math.ceil(n / 16384) + 1);
+    // Withdraw works across the shared buffers; what is left goes out in order.
+    expect(w.withdraw(20_000)).toBe(20_000);
+    for (let credited = 0; credited < n; credited += 1000) w.credited(1000);
+    expect(flat()).toEqual(Array.from({ length: n - 20_000 }, (_, i) => i & 0xff));
+  });
+
+  test("bytes handed on are never overwritten by small chunks copied in after them", () => {
+    const kept: Uint8Array[] = []; // the session may keep the very views it was given
+    const w = new UploadWindow(4, (chunk) => void kept.push(chunk));
+    w.offer(bytes(0, 4));
+    for (let i = 4; i < 8; i++) w.offer(Uint8Array.of(i)); // held, in one staging buffer
+    w.credited(2); // 4, 5 handed on: a view of the staging buffer
+    for (let i = 8; i < 12; i++) w.offer(Uint8Array.of(i));
+    expect(w.withdraw(1)).toBe(1); // 11 taken back
+    w.offer(Uint8Array.of(99));
+    for (let i = 0; i < 6; i++) w.credited(2);
+    expect(kept.flatMap((c) => [...c])).toEqual([...bytes(0, 11), 99]);
+  });
 });

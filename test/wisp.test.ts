@@ -8,7 +8,7 @@ import { extensions as wjsExt } from "@mercuryworkshop/wisp-js/client";
 import { parsePolicy } from "../src/policy/load.ts";
 import { WISP_CLOSE, WISP_EXT, type WispPacket } from "../src/protocol/wisp.ts";
 import { startServer } from "./helpers/server.ts";
-import { echoServer, freePort, makePayload, sha256, sourceServer, udpEcho } from "./helpers/targets.ts";
+import { echoServer, freePort, makePayload, sha256, sourceServer, udpEcho, udpPeer } from "./helpers/targets.ts";
 import { RawWisp, track, wispJsConnect } from "./helpers/wisp.ts";
 import { waitFor } from "./helpers/wait.ts";
 
@@ -202,6 +202,61 @@ describe("Wisp v2 handshake (packet level)", () => {
     await d.waitBytes(5, 1);
     expect(d.packets.filter((p) => p.stream === 5)).toEqual([]);
     d.close();
+  });
+
+  test("a datagram the session refuses (70,000 bytes) is dropped: the UDP stream and its socket go on, nothing leaks", async () => {
+    const udpSockets = () => open.handler.ctx.metrics.sockets.udp;
+    const before = udpSockets();
+    const c = await RawWisp.open(wispUrl, { v2: true });
+    try {
+      c.keepData = true;
+      c.send({ type: "connect", stream: 1, streamType: 2, port: uecho.port, host: "127.0.0.1" });
+      c.send({ type: "data", stream: 1, data: enc("first") });
+      await c.waitBytes(1, 5);
+      expect(udpSockets()).toBe(before + 1);
+      c.send({ type: "data", stream: 1, data: new Uint8Array(70_000) }); // over the UDP maximum of 65,507
+      c.send({ type: "data", stream: 1, data: enc("after") });
+      await c.waitBytes(1, 10);
+      expect(c.packets.filter((p) => p.type === "close" && p.stream === 1)).toEqual([]);
+      expect(dec((c.packets.filter((p) => p.type === "data" && p.stream === 1).at(-1) as Extract<WispPacket, { type: "data" }>).data)).toBe("after");
+      expect(udpSockets()).toBe(before + 1);
+      // Closing the stream lets its socket go: the count is back where it was.
+      c.send({ type: "close", stream: 1, reason: WISP_CLOSE.voluntary });
+      await waitFor(() => udpSockets() === before, { what: "the UDP socket closed with its stream", detail: () => udpSockets() - before });
+    } finally {
+      c.close();
+    }
+  });
+
+  test("datagrams sent before the UDP socket is bound: at most a window's worth is kept, the rest dropped and counted", async () => {
+    let resolve!: () => void;
+    const lookedUp = new Promise<void>((r) => (resolve = r));
+    const window = 64 * 1024;
+    const server = await startServer({
+      policy: parsePolicy(`[network]\ndeny = []\nmax_bandwidth_mbps = 0\n[limits]\nstream_buffer_bytes = ${window}\n`, "wisp-early.toml"),
+      resolver: async () => {
+        await lookedUp; // the socket is not bound until the test says so
+        return ["127.0.0.1"];
+      },
+    });
+    const peer = await udpPeer("127.0.0.1");
+    const c = await RawWisp.open(`ws://127.0.0.1:${server.port}/wisp/`, { v2: true });
+    try {
+      const unbound = () => server.handler.ctx.metrics.udpDrops.get("unbound") ?? 0;
+      c.send({ type: "connect", stream: 1, streamType: 2, port: peer.port, host: "slow.test" });
+      // 16 × 16,000 bytes: 4 fit a 64 KiB window, 12 are dropped (the count alone would keep all).
+      for (let i = 0; i < 16; i++) c.send({ type: "data", stream: 1, data: new Uint8Array(16_000).fill(i) });
+      await waitFor(() => unbound() === 12, { what: "12 early datagrams dropped and counted", detail: () => unbound() });
+      resolve();
+      c.send({ type: "data", stream: 1, data: enc("late") });
+      await waitFor(() => peer.got.some((g) => dec(g.data) === "late"), { what: "the datagram sent once bound", detail: () => peer.got.length });
+      expect(peer.got.map((g) => g.data.length)).toEqual([16_000, 16_000, 16_000, 16_000, 4]);
+      expect(peer.got.slice(0, 4).map((g) => g.data[0])).toEqual([0, 1, 2, 3]);
+    } finally {
+      c.close();
+      peer.stop();
+      await server.stop();
+    }
   });
 
   test("UDP stream without the UDP extension negotiated is refused with 0x41", async () => {

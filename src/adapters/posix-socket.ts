@@ -205,6 +205,8 @@ export class PosixSocket {
   /** Bytes of this stream offered to `upload` so far, and handed on to the session. */
   offered = 0;
   forwarded = 0;
+  /** This socket's share of the adapter's held total, as last noted. */
+  heldNoted = 0;
   readonly sendWaiters: SendWaiter[] = [];
   readonly recvWaiters: RecvWaiter[] = [];
 

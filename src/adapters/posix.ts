@@ -20,8 +20,8 @@
 //   beyond it wait in an UploadWindow and the send() is answered once they have all been handed
 //   on, so a blocking send blocks while the target is slow, and MSG_DONTWAIT gets EAGAIN.
 import type { ServerWebSocket } from "bun";
-import { canonicalIp } from "../policy/address.ts";
-import { MAX_DATAGRAM_BYTES, type ErrorCode } from "../protocol/constants.ts";
+import { canonicalIp, splitHostPort } from "../policy/address.ts";
+import { MAX_DATAGRAM_BYTES } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import { addrinfoEntries, checkHints, literalFamily, nullNodeAddresses, parseService, type AddrinfoQuery } from "../protocol/posix-addrinfo.ts";
 import {
@@ -58,7 +58,7 @@ import {
   type Sockaddr,
 } from "../protocol/posix.ts";
 import type { SessionContext } from "../session/context.ts";
-import { INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
+import { INPUT_PAUSE, UploadWindow, udpSocketEnds, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 import { PosixSocket, optionBytes, optionShape, type AcceptWaiter, type Call, type Endpoint, type RecvWaiter, type SendWaiter } from "./posix-socket.ts";
 
 /** The first fd a program gets (0–2 are its own stdin, stdout, stderr). */
@@ -98,8 +98,8 @@ export class PosixAdapter extends WsAdapter {
   private readonly guessed = new Set<number>();
   /** While a datagram is handed to the session: its refusal or error arrives here, synchronously. */
   private capture: { sid: number; ev: Event | null } | null = null;
-  /** Sockets with bytes waiting beyond their window (the client is not read while too much waits). */
-  private readonly heldSockets = new Set<PosixSocket>();
+  /** Bytes waiting beyond their sockets' windows (noteHeld): the client is not read while too much waits. */
+  private heldTotal = 0;
   private readonly window: number;
   private gone = false;
 
@@ -110,7 +110,7 @@ export class PosixAdapter extends WsAdapter {
 
   // ---- client → session ----
 
-  message(message: string | Buffer): void {
+  protected receive(message: string | Buffer): void {
     if (this.session.closed || this.gone) return;
     if (typeof message === "string") {
       // A text frame carries no readable callId, so nothing can be answered; it is counted.
@@ -342,6 +342,7 @@ export class PosixAdapter extends WsAdapter {
     if (s.sid !== null && this.bySid.get(s.sid) === s) this.bySid.delete(s.sid);
     s.sid = null;
     s.readHeld = false;
+    this.noteHeld(s); // what it held no longer counts
   }
 
   /** A session id for a new resource of `s`: its fd the first time, then a fresh one. */
@@ -538,12 +539,12 @@ export class PosixAdapter extends WsAdapter {
     s.offered += data.length;
     const until = s.offered;
     up.offer(data);
+    this.noteHeld(s);
     if (s.sid === null) return this.fail(call, s.soError || ERRNO.EPIPE); // the stream ended while it was handed on
     if (s.forwarded >= until) return this.ok(call, data.length);
     const w: SendWaiter = { call, bytes: data.length, until };
     if (s.sndTimeoutMs > 0) w.timer = setTimeout(() => this.sendTimedOut(s, w), s.sndTimeoutMs);
     s.sendWaiters.push(w);
-    this.noteHeld(s);
   }
 
   /**
@@ -583,12 +584,12 @@ export class PosixAdapter extends WsAdapter {
    * is not read until the targets have taken half of it: a slowdown, never a loss.
    */
   private noteHeld(s: PosixSocket): void {
-    if (s.upload && s.upload.heldBytes > 0 && s.sid !== null) this.heldSockets.add(s);
-    else this.heldSockets.delete(s);
-    let total = 0;
-    for (const h of this.heldSockets) total += h.upload!.heldBytes;
-    if (total > 4 * this.window) this.holdInput(INPUT_PAUSE.held);
-    else if (total <= 2 * this.window) this.releaseInput(INPUT_PAUSE.held);
+    // A running total: each socket's share is what it held when last noted.
+    const held = s.upload && s.sid !== null ? s.upload.heldBytes : 0;
+    this.heldTotal += held - s.heldNoted;
+    s.heldNoted = held;
+    if (this.heldTotal > 4 * this.window) this.holdInput(INPUT_PAUSE.held);
+    else if (this.heldTotal <= 2 * this.window) this.releaseInput(INPUT_PAUSE.held);
   }
 
   // ---- recv, recvfrom ----
@@ -638,9 +639,12 @@ export class PosixAdapter extends WsAdapter {
     return null;
   }
 
-  /** Answers the waiting recvs that can be answered, oldest first. */
+  /**
+   * Answers the waiting recvs that can be answered, oldest first; while the client does not
+   * read its replies they wait (up to MAX_PARKED_CALLS MSG_PEEKs could each take a window).
+   */
   private serveRecv(s: PosixSocket): void {
-    while (s.recvWaiters.length > 0) {
+    while (s.recvWaiters.length > 0 && !this.repliesHeld) {
       const w = s.recvWaiters[0]!;
       const out = this.recvOutcome(s, w);
       if (!out) break;
@@ -657,6 +661,13 @@ export class PosixAdapter extends WsAdapter {
     s.recvWaiters.splice(i, 1);
     this.fail(w.call, ERRNO.EAGAIN);
     this.serveRecv(s); // a MSG_WAITALL that timed out may have held up the others
+  }
+
+  protected override repliesWanted(): void {
+    for (const s of this.fds.values()) {
+      if (this.repliesHeld) return;
+      if (s.recvWaiters.length > 0) this.serveRecv(s);
+    }
   }
 
   /** The target is read only while the receive buffer has room. */
@@ -746,7 +757,7 @@ export class PosixAdapter extends WsAdapter {
     if (ev.ev === "denied") return this.fail(call, ERRNO.EACCES);
     if (ev.ev !== "error") return this.ok(call, data.length);
     const errno = posixErrno(ev.code);
-    if (udpSocketGone(ev.code)) this.udpFailed(s, errno, false);
+    if (udpSocketEnds(ev)) this.udpFailed(s, errno, false);
     this.fail(call, errno);
   }
 
@@ -881,25 +892,25 @@ export class PosixAdapter extends WsAdapter {
       case "data_from":
         return this.datagram(s, ev.data, ev.addr, ev.port);
       case "closed":
-        return this.ended(s, 0, null);
+        return this.ended(s, 0, ev);
       case "error":
-        return this.ended(s, posixErrno(ev.code), ev.code);
+        return this.ended(s, posixErrno(ev.code), ev);
       case "denied":
-        return this.ended(s, ERRNO.EACCES, null);
+        return this.ended(s, ERRNO.EACCES, ev);
       default:
         return;
     }
   }
 
   /** The session ended the socket's resource: `errno` 0 for an orderly close. */
-  private ended(s: PosixSocket, errno: number, code: ErrorCode | null): void {
+  private ended(s: PosixSocket, errno: number, ev: Extract<Event, { ev: "closed" | "error" | "denied" }>): void {
     const op = s.op;
     switch (s.state) {
       case "opening":
         return this.udpFailed(s, errno || ERRNO.ECONNREFUSED, true);
       case "open":
         // Only the session's own decisions end a UDP socket unasked (idle timeout, daily quota).
-        if (code !== null && !udpSocketGone(code)) return;
+        if (!udpSocketEnds(ev)) return;
         return this.udpFailed(s, errno || ERRNO.ECONNRESET, false);
       case "binding":
         this.unmap(s);
@@ -957,7 +968,7 @@ export class PosixAdapter extends WsAdapter {
     this.fds.clear();
     this.bySid.clear();
     this.lookups.clear();
-    this.heldSockets.clear();
+    this.heldTotal = 0;
   }
 }
 
@@ -974,23 +985,15 @@ function endpoint(addr: Sockaddr): Endpoint {
   return { address: canonicalIp(addr.address) ?? addr.address, port: addr.port };
 }
 
+/** Both are canonical (endpoint() above, or the session's own addresses). */
 function samePeer(a: Endpoint, b: Endpoint): boolean {
-  return a.port === b.port && (canonicalIp(a.address) ?? a.address) === (canonicalIp(b.address) ?? b.address);
+  return a.port === b.port && a.address === b.address;
 }
 
 /** "ip:port" or "[ip]:port", as the session reports an accepted connection's peer. */
 function parseRemote(remote: string): Endpoint | null {
-  const colon = remote.lastIndexOf(":");
-  if (colon < 0) return null;
-  let host = remote.slice(0, colon);
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  const port = Number(remote.slice(colon + 1));
-  return Number.isInteger(port) && canonicalIp(host) !== null ? { address: canonicalIp(host)!, port } : null;
-}
-
-/** Error codes with which the session ends a UDP socket on its own (the others concern one datagram). */
-function udpSocketGone(code: ErrorCode): boolean {
-  return code === "ELIMIT" || code === "ETIMEDOUT";
+  const hp = splitHostPort(remote);
+  return hp?.isIp ? { address: hp.host, port: hp.port } : null;
 }
 
 function recvReply(w: RecvWaiter, data: Uint8Array, from: Endpoint | null, s: PosixSocket): Uint8Array {

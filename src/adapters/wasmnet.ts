@@ -30,7 +30,7 @@ export class WasmnetAdapter extends WsAdapter {
     this.sendFrame(this.framing === "binary" ? encodeBinaryEvent(ev, scratchAlloc) : encodeJsonEvent(ev));
   }
 
-  message(message: string | Buffer): void {
+  protected receive(message: string | Buffer): void {
     const session = this.session;
     const max = session.maxMessageBytes;
     if (typeof message === "string") {

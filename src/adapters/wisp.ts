@@ -15,7 +15,7 @@
 // before anything is opened; on a session that came with a token, the token's identity stays
 // (the Wisp login is still checked) — see docs/protocol.md#wisp.
 import type { ServerWebSocket } from "bun";
-import type { ErrorCode } from "../protocol/constants.ts";
+import { MAX_DATAGRAM_BYTES, type ErrorCode } from "../protocol/constants.ts";
 import type { Event } from "../protocol/messages.ts";
 import {
   decodeWispKeyClient,
@@ -40,7 +40,7 @@ import {
   type WispPacket,
 } from "../protocol/wisp.ts";
 import type { SessionContext } from "../session/context.ts";
-import { closeReason, INPUT_PAUSE, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
+import { closeReason, INPUT_PAUSE, udpSocketEnds, UploadWindow, WsAdapter, type AdmittedClient, type WsData } from "./base.ts";
 
 /** Packets each TCP stream may have in flight (the CONTINUE buffer size; wisp-js and epoxy use 128). */
 export const WISP_BUFFER_PACKETS = 128;
@@ -84,8 +84,9 @@ class WispStream {
   /** Running average packet size, to size CONTINUE in bytes as well as packets. */
   avg = 0;
   connected = false;
-  /** UDP: datagrams the client sent before the socket was bound. */
+  /** UDP: datagrams the client sent before the socket was bound, and their bytes. */
   early: Uint8Array[] = [];
+  earlyBytes = 0;
 
   constructor(
     readonly id: number,
@@ -131,6 +132,7 @@ class WispStream {
   drop(): void {
     this.upload.clear();
     this.early = [];
+    this.earlyBytes = 0;
   }
 }
 
@@ -138,8 +140,6 @@ export class WispAdapter extends WsAdapter {
   private readonly streams = new Map<number, WispStream>();
   private readonly recentlyClosed = new Set<number>();
   private readonly buffer: number;
-  /** The session's byte window per stream (set again after a login: its profile's). */
-  private window: number;
   /** v2 handshake: waiting for the client's INFO. Packets are not processed meanwhile. */
   private handshaking: boolean;
   private infoTimer: ReturnType<typeof setTimeout> | undefined;
@@ -161,7 +161,6 @@ export class WispAdapter extends WsAdapter {
   ) {
     super(ws, ctx, who, { flow: true, protocol: "wisp" });
     this.buffer = Math.max(1, config.bufferPackets ?? WISP_BUFFER_PACKETS);
-    this.window = this.session.window;
     this.handshaking = config.version === 2;
     this.challenge = config.keyAuth ? crypto.getRandomValues(new Uint8Array(WISP_KEY_CHALLENGE_BYTES)) : null;
     if (config.version === 2) {
@@ -208,15 +207,18 @@ export class WispAdapter extends WsAdapter {
         s.connected = true;
         const early = s.early;
         s.early = [];
+        s.earlyBytes = 0;
         for (const d of early) if (this.streams.get(s.id) === s) this.session.handle({ ok: true, req: { op: "send", id: s.id, data: d } });
         return;
       }
       case "closed":
         return this.drop(s, WISP_CLOSE.voluntary);
       case "error":
-        return this.drop(s, wispCloseReason(ev.code));
       case "denied":
-        return this.drop(s, WISP_CLOSE.blocked);
+        // On an open UDP stream most answers are about one datagram (the session counted it; Wisp
+        // has no way to say so): the stream and the session's socket stay.
+        if (s.udp && s.connected && !udpSocketEnds(ev)) return;
+        return this.drop(s, ev.ev === "error" ? wispCloseReason(ev.code) : WISP_CLOSE.blocked);
       default:
         return; // end, resolved, listening, accepted: never asked for
     }
@@ -224,7 +226,7 @@ export class WispAdapter extends WsAdapter {
 
   // ---- client → session ----
 
-  message(message: string | Buffer): void {
+  protected receive(message: string | Buffer): void {
     if (this.session.closed) return;
     if (this.waiting !== null) {
       // A paused WebSocket still delivers what it had decoded: keep it, in order, for later.
@@ -332,7 +334,6 @@ export class WispAdapter extends WsAdapter {
     const refused = await this.session.bindIdentity({ key: `wisp:${login.user}`, name: login.user, profile: login.profile, allow: null });
     if (this.session.closed) return false;
     if (refused !== null) return this.refuseLogin(WISP_CLOSE.throttled, refused);
-    this.window = this.session.window; // the login's profile may size streams differently
     return true;
   }
 
@@ -397,15 +398,22 @@ export class WispAdapter extends WsAdapter {
       return this.refuse(id, "EBADID", `Wisp DATA for unknown stream ${id}`);
     }
     const max = this.session.maxMessageBytes;
+    if (s.udp) {
+      // Too large for UDP or for a message: that datagram is dropped and counted, the stream
+      // goes on (Wisp has no way to report one datagram's failure; docs/protocol.md#udp).
+      if (data.length > MAX_DATAGRAM_BYTES) return this.session.noteError(id, "EBADREQ", `Wisp UDP datagram of ${data.length} bytes exceeds ${MAX_DATAGRAM_BYTES}`);
+      if (data.length + WISP_HEADER_BYTES > max) return this.session.noteError(id, "ELIMIT", `Wisp DATA of ${data.length} bytes exceeds max_message_bytes (${max})`);
+      if (s.connected) return this.session.handle({ ok: true, req: { op: "send", id, data } });
+      // Before the socket is bound: a few, at most a window's worth; later ones are dropped (UDP may).
+      if (s.early.length < EARLY_DATAGRAMS && s.earlyBytes + data.length <= this.window) {
+        s.early.push(data);
+        s.earlyBytes += data.length;
+      } else this.session.ctx.metrics.udpDropped("unbound");
+      return;
+    }
     if (data.length + WISP_HEADER_BYTES > max)
       // Same rule as the wasmnet protocol: an oversized send ends that stream with ELIMIT.
       return this.refuse(id, "ELIMIT", `Wisp DATA of ${data.length} bytes exceeds max_message_bytes (${max})`);
-    if (s.udp) {
-      if (s.connected) return this.session.handle({ ok: true, req: { op: "send", id, data } });
-      if (s.early.length < EARLY_DATAGRAMS) s.early.push(data);
-      else this.session.ctx.metrics.udpDropped("unbound");
-      return;
-    }
     s.received(data.length);
     if (data.length > 0) s.upload.offer(data);
     this.afterUpload(s);
@@ -415,11 +423,19 @@ export class WispAdapter extends WsAdapter {
   private afterUpload(s: WispStream): void {
     if (this.streams.get(s.id) !== s) return;
     const held = s.upload.heldBytes;
-    if (held > this.window && !this.overfull.has(s)) {
+    // Packets are counted too: each costs an entry in `sizes`, and a client past its packet
+    // credit could send a window's worth of 1-byte packets.
+    const packets = s.packetsInFlight;
+    if ((held > this.window || packets > this.maxPackets) && !this.overfull.has(s)) {
       this.overfull.add(s);
       this.holdInput(INPUT_PAUSE.held);
-    } else if (held <= this.window / 2) this.relieve(s);
+    } else if (held <= this.window / 2 && packets <= this.maxPackets / 2) this.relieve(s);
     this.maybeContinue(s);
+  }
+
+  /** Packets in flight on one stream past which the client is not read (a client within its credit never gets there). */
+  private get maxPackets(): number {
+    return Math.max(1024, 8 * this.buffer);
   }
 
   /** Packets the client may send from now: the packet buffer, bounded by the byte window. */
@@ -444,6 +460,11 @@ export class WispAdapter extends WsAdapter {
   }
 
   // ---- helpers ----
+
+  /** The session's byte window per stream (a login's profile may size it differently). */
+  private get window(): number {
+    return this.session.window;
+  }
 
   /** Refuse a stream id with CLOSE (reason from `code`), ending any stream under it; counted and logged by the session. */
   private refuse(id: number, code: ErrorCode, msg: string): void {

@@ -64,7 +64,7 @@ export class WsproxyAdapter extends WsAdapter {
     }
   }
 
-  message(message: string | Buffer): void {
+  protected receive(message: string | Buffer): void {
     if (this.done) return;
     const data = typeof message === "string" ? utf8.encode(message) : message;
     if (data.length === 0) return;

@@ -411,14 +411,6 @@ export function encodeFailureReply(failure: PosixDecodeFailure): Uint8Array | nu
   return encodeErrorReply(failure.fn ?? -1, failure.callId, failure.errno, failure.eai);
 }
 
-/** socketpair: ret 0 and the two fds. */
-export function encodeSocketpairReply(callId: number, fds: readonly [number, number]): Uint8Array {
-  const { out, view } = reply(int32("callId", callId), 0, 0, POSIX_REPLY_HEADER_BYTES + 8);
-  view.setInt32(12, int32("fd", fds[0]), true);
-  view.setInt32(16, int32("fd", fds[1]), true);
-  return out;
-}
-
 /**
  * accept: ret = the new fd, then i32 addrlen and the peer's address. (The 3.1.6 stub copies the
  * address to the program only when ret is 0, i.e. never for a real fd; it is sent all the same.)

@@ -9,7 +9,7 @@ import { workerRole } from "./cluster/role.ts";
 import { runWorker } from "./cluster/worker.ts";
 import type { ServerOptions } from "./server/options.ts";
 import { createServer, type WasmnetServer } from "./server/server.ts";
-import { logUncaught, TwoStageDrain, warnNoPolicy } from "./serve-process.ts";
+import { logUncaught, TwoStageDrain, warnNoPolicy } from "./server/serve-process.ts";
 
 export interface ServeControl {
   /** Worker processes: N, "auto", or undefined for the policy's [server] workers. */

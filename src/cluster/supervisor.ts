@@ -8,7 +8,7 @@ import { DEFAULT_HOST, DEFAULT_PORT, SHUTDOWN_GRACE_MS } from "../constants.ts";
 import type { Logger } from "../log.ts";
 import type { PolicyConfig } from "../policy/load.ts";
 import { resolvePolicy, type ServerOptions } from "../server/options.ts";
-import { logUncaught } from "../serve-process.ts";
+import { logUncaught } from "../server/serve-process.ts";
 import { RestartBackoff } from "./backoff.ts";
 import { pickFreePort } from "./free-port.ts";
 import { isWorkerMessage, type SharedAcquired, type SupervisorMessage, type WorkerMessage } from "./messages.ts";

@@ -5,7 +5,7 @@
 import { SHUTDOWN_GRACE_MS } from "../constants.ts";
 import type { ServerOptions } from "../server/options.ts";
 import { createServer, type WasmnetServer } from "../server/server.ts";
-import { logUncaught, TwoStageDrain, warnNoPolicy } from "../serve-process.ts";
+import { logUncaught, TwoStageDrain, warnNoPolicy } from "../server/serve-process.ts";
 import { clusterSeries, isSupervisorMessage, type WorkerMessage } from "./messages.ts";
 import { PeerQuestions } from "./peer-questions.ts";
 import { SupervisorCounters } from "./shared-counters.ts";

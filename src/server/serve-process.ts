@@ -1,9 +1,9 @@
 // What every serving process (the single server, each worker, the supervisor) sets up the same
 // way once it is running: the handlers that keep it serving after a stray error, the --no-policy
 // warning, and the two-stage drain its stop orders go through.
-import type { Logger } from "./log.ts";
-import type { ServerOptions } from "./server/options.ts";
-import type { WasmnetServer } from "./server/server.ts";
+import type { Logger } from "../log.ts";
+import type { ServerOptions } from "./options.ts";
+import type { WasmnetServer } from "./server.ts";
 
 /** One bad event must not take every session down with it: log it and keep serving. */
 export function logUncaught(log: Pick<Logger, "error">, where = ""): void {
